@@ -1,0 +1,139 @@
+"""Frequency-ranked vocabularies that grow.
+
+Saec's fast clustering runs k-means on a field's ``top_n`` most frequent features (§2.4) and MEmCom
+indexes ``U[i mod m]`` over frequency-sorted ids (Algorithm 2), so ids carry frequency rank: id 0 is the
+most frequent value when the vocabulary is built. The vocabulary of a production model keeps growing
+(Saec §1, Fig. 1): :meth:`Vocabulary.update` gives new values new ids after the existing ones and updates
+counts, but never renumbers an existing id, so trained rows stay where they are. After growth the ids
+are therefore ranked by frequency within each batch of arrivals; :attr:`Vocabulary.counts` always holds
+the current counts for anyone who needs the true current order (``np.argsort(-counts)``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+import numpy as np
+import pandas as pd
+
+OOV_ID = -1
+"""Id of a value the vocabulary does not hold (unseen, or rarer than ``min_count``)."""
+PAD_ID = -2
+"""Id that pads a multi-valued field's id list; pooled as absent."""
+
+
+class Vocabulary:
+    """Raw value -> id map for one field, ids in order of decreasing frequency.
+
+    Args:
+        min_count: a value is given an id only once it has been seen at least this many times; until
+            then it encodes to :data:`OOV_ID` (its count is kept so it can be admitted later).
+    """
+
+    def __init__(self, min_count: int = 1) -> None:
+        if not isinstance(min_count, (int, np.integer)) or min_count < 1:
+            raise ValueError(f"min_count must be an integer >= 1, got {min_count!r}")
+        self.min_count = int(min_count)
+        self._index = pd.Index([])
+        self._counts = np.zeros(0, dtype=np.int64)
+        self._pending: dict[Any, int] = {}
+
+    # -- building --------------------------------------------------------------------------------
+    @classmethod
+    def from_values(cls, values: Iterable[Any], min_count: int = 1) -> "Vocabulary":
+        """Build a vocabulary from raw observations (one entry per occurrence)."""
+        vocab = cls(min_count=min_count)
+        vocab.update(values)
+        return vocab
+
+    def update(self, values: Iterable[Any]) -> int:
+        """Count new observations; admit new values (ids appended, most frequent first).
+
+        Missing values (None/NaN) are ignored. Returns the number of new ids.
+        """
+        observed = pd.Series(np.asarray(values) if not isinstance(values, pd.Series) else values)
+        vc = observed.value_counts(sort=False, dropna=True)  # first-appearance order
+        if vc.empty:
+            return 0
+        pos = self._index.get_indexer(vc.index) if len(self._index) else np.full(len(vc), -1)
+        known = pos >= 0
+        if known.any():
+            np.add.at(self._counts, pos[known], vc.to_numpy()[known])
+        new_vals = vc.index[~known]
+        new_cnts = vc.to_numpy()[~known].astype(np.int64)
+        if self._pending:
+            new_cnts = new_cnts + np.fromiter((self._pending.pop(v, 0) for v in new_vals), np.int64, len(new_vals))
+        admit = new_cnts >= self.min_count
+        for v, c in zip(new_vals[~admit], new_cnts[~admit]):
+            self._pending[v] = int(c)
+        if not admit.any():
+            return 0
+        order = np.argsort(-new_cnts[admit], kind="stable")  # ties keep first-appearance order
+        self._index = self._index.append(pd.Index(new_vals[admit][order]))
+        self._counts = np.concatenate([self._counts, new_cnts[admit][order]])
+        return int(admit.sum())
+
+    # -- lookup ----------------------------------------------------------------------------------
+    def encode(self, values: Iterable[Any]) -> np.ndarray:
+        """Ids (int64) of raw values; :data:`OOV_ID` for values without an id."""
+        arr = values if isinstance(values, (pd.Series, pd.Index)) else np.asarray(values)
+        if len(self._index) == 0:
+            return np.full(len(arr), OOV_ID, dtype=np.int64)
+        return self._index.get_indexer(arr).astype(np.int64, copy=False)
+
+    def decode(self, ids: Iterable[int]) -> list[Any]:
+        """Raw values of ids (``None`` for :data:`OOV_ID`)."""
+        ids = np.asarray(ids, dtype=np.int64)
+        bad = (ids < OOV_ID) | (ids >= len(self))
+        if bad.any():
+            raise IndexError(f"ids out of range for a vocabulary of {len(self)}: {ids[bad][:5].tolist()}")
+        return [None if i == OOV_ID else self._index[i] for i in ids]
+
+    @property
+    def counts(self) -> np.ndarray:
+        """Observation count of every id (read-only view)."""
+        view = self._counts.view()
+        view.flags.writeable = False
+        return view
+
+    @property
+    def values(self) -> pd.Index:
+        """Raw values in id order."""
+        return self._index
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def __contains__(self, value: Any) -> bool:
+        return value in self._index
+
+    def __repr__(self) -> str:
+        return f"Vocabulary(size={len(self)}, min_count={self.min_count}, pending={len(self._pending)})"
+
+    # -- persistence -----------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable state (values must be str or int)."""
+        return {
+            "min_count": self.min_count,
+            "values": [_plain(v) for v in self._index],
+            "counts": self._counts.tolist(),
+            "pending": [[_plain(v), c] for v, c in self._pending.items()],
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Vocabulary":
+        """Inverse of :meth:`to_dict`."""
+        vocab = cls(min_count=d["min_count"])
+        if len(d["values"]) != len(d["counts"]):
+            raise ValueError(f"corrupted vocabulary: {len(d['values'])} values but {len(d['counts'])} counts")
+        vocab._index = pd.Index(d["values"])
+        if not vocab._index.is_unique:
+            raise ValueError("corrupted vocabulary: repeated values")
+        vocab._counts = np.asarray(d["counts"], dtype=np.int64)
+        vocab._pending = {v: int(c) for v, c in d.get("pending", [])}
+        return vocab
+
+
+def _plain(v: Any) -> Any:
+    """numpy scalars -> Python scalars so json can write them."""
+    return v.item() if isinstance(v, np.generic) else v

@@ -1,0 +1,68 @@
+"""Evaluation metrics: AUC and log loss (Saec §3.1) and nDCG@k (MEmCom §5.2)."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.stats import rankdata
+
+EPS = 1e-7
+
+
+def _as_binary(y_true: np.ndarray, y_score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    y = np.asarray(y_true, dtype=np.float64).ravel()
+    p = np.asarray(y_score, dtype=np.float64).ravel()
+    if y.shape != p.shape:
+        raise ValueError(f"labels ({y.shape[0]}) and scores ({p.shape[0]}) differ in length")
+    if not np.isin(y, (0.0, 1.0)).all():
+        raise ValueError("labels must be 0 or 1")
+    if not np.isfinite(p).all():
+        raise ValueError("scores contain NaN or infinity")
+    return y, p
+
+
+def auc(y_true: np.ndarray, y_score: np.ndarray) -> float:
+    """Area under the ROC curve, ties counted half (Mann-Whitney U over average ranks)."""
+    y, p = _as_binary(y_true, y_score)
+    n_pos = y.sum()
+    n_neg = len(y) - n_pos
+    if n_pos == 0 or n_neg == 0:
+        raise ValueError("AUC needs both positive and negative labels")
+    ranks = rankdata(p)  # average ranks for ties
+    return float((ranks[y == 1].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def log_loss(y_true: np.ndarray, y_prob: np.ndarray, eps: float = EPS) -> float:
+    """Mean binary cross-entropy of probabilities clipped to ``[eps, 1 - eps]``."""
+    y, p = _as_binary(y_true, y_prob)
+    if ((p < 0) | (p > 1)).any():
+        raise ValueError("probabilities must lie in [0, 1]")
+    p = np.clip(p, eps, 1 - eps)
+    return float(-np.mean(y * np.log(p) + (1 - y) * np.log1p(-p)))
+
+
+def ndcg_at_k(relevance: np.ndarray, scores: np.ndarray, k: int) -> float:
+    """Mean nDCG@k over queries (rows): gain ``rel`` discounted by ``log2(rank + 2)``.
+
+    ``relevance`` and ``scores`` are (n_queries, n_items). Queries with no relevant item count 0, as in
+    scikit-learn's ``ndcg_score``.
+    """
+    rel = np.atleast_2d(np.asarray(relevance, dtype=np.float64))
+    s = np.atleast_2d(np.asarray(scores, dtype=np.float64))
+    if rel.shape != s.shape:
+        raise ValueError(f"relevance {rel.shape} and scores {s.shape} differ in shape")
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    k = min(k, s.shape[1])
+    discount = 1.0 / np.log2(np.arange(k) + 2.0)
+    top = np.argsort(-s, axis=1, kind="stable")[:, :k]
+    dcg = (np.take_along_axis(rel, top, axis=1) * discount).sum(axis=1)
+    ideal = (-np.sort(-rel, axis=1)[:, :k] * discount).sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = np.where(ideal > 0, dcg / ideal, 0.0)
+    return float(out.mean())
+
+
+def ndcg_from_rank(rank: np.ndarray, k: int) -> float:
+    """Mean nDCG@k when each query has exactly one relevant item at 0-based ``rank``."""
+    r = np.asarray(rank, dtype=np.float64)
+    return float(np.where(r < k, 1.0 / np.log2(r + 2.0), 0.0).mean())
