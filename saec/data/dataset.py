@@ -64,9 +64,15 @@ class CTRData:
                 yield {k: v.index_select(0, idx) for k, v in ids.items()}, labels.index_select(0, idx)
 
 
+def is_list_column(col: pd.Series) -> bool:
+    """Whether a column holds lists/arrays (e.g. a Parquet list column) rather than joined strings."""
+    present = col.dropna()
+    return len(present) > 0 and not isinstance(present.iloc[0], str) and hasattr(present.iloc[0], "__len__")
+
+
 def _split_multi(col: pd.Series, f: Field) -> pd.Series:
     """One row per (sample, value) of a multi-valued column, index = sample position."""
-    lists = col.str.split(f.sep, regex=False) if col.dtype == object or pd.api.types.is_string_dtype(col) else col
+    lists = col if is_list_column(col) else col.astype(object).str.split(f.sep, regex=False)
     out = lists.reset_index(drop=True).explode()
     return out[out.notna() & (out != "")]
 

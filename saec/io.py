@@ -1,0 +1,90 @@
+"""Files on disk: atomic writes and the saved-model format.
+
+A saved model is one file written by ``torch.save`` to a temporary name and renamed into place, so a
+crash never leaves half a file. It holds plain data only (loadable with ``weights_only=True``): the
+``build_model`` configuration, the schema, every field's vocabulary and the ``state_dict``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from saec.data.schema import Schema
+from saec.data.vocab import Vocabulary
+
+FORMAT = "saec-model"
+VERSION = 1
+
+
+def atomic_write(path: str | Path, write: Callable[[Any], None], binary: bool = True) -> Path:
+    """Call ``write(file)`` on a temporary file beside ``path``, then rename it to ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb" if binary else "w") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    """Atomically write a text file."""
+    return atomic_write(path, lambda f: f.write(text), binary=False)
+
+
+def write_json(path: str | Path, obj: Any) -> Path:
+    """Atomically write ``obj`` as indented JSON."""
+    return write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def save_model(path: str | Path, model: nn.Module, vocabs: dict[str, Vocabulary],
+               extra: dict[str, Any] | None = None) -> Path:
+    """Write a trained CTR model (built by :func:`saec.models.build_model`) with its vocabularies."""
+    schema: Schema = model.embeddings.schema
+    if set(vocabs) != set(schema.names):
+        raise ValueError(f"vocabularies for {sorted(vocabs)} do not match the model's fields {schema.names}")
+    payload = {
+        "format": FORMAT, "version": VERSION, "config": model.config, "schema": schema.to_dict(),
+        "vocabs": {n: v.to_dict() for n, v in vocabs.items()}, "state_dict": model.state_dict(),
+        "extra": extra or {},
+    }
+    return atomic_write(path, lambda f: torch.save(payload, f))
+
+
+def load_model(path: str | Path) -> tuple[nn.Module, dict[str, Vocabulary], dict[str, Any]]:
+    """Read a file written by :func:`save_model`: ``(model, vocabs, extra)``."""
+    from saec.models import build_model  # models import io-free modules only; keep io importable alone
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no saved model at {path}")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises many kinds for a damaged file
+        raise ValueError(f"{path} is not a readable saec model file (damaged or not written by saec: {type(e).__name__})") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise ValueError(f"{path} is not a saec model file")
+    if payload.get("version") != VERSION:
+        raise ValueError(f"{path}: model file version {payload.get('version')} is not supported (want {VERSION})")
+    cfg = dict(payload["config"])
+    schema = Schema.from_dict(payload["schema"])
+    model = build_model(cfg.pop("name"), schema, cfg.pop("num_embeddings"), **cfg)
+    try:
+        model.load_state_dict(payload["state_dict"])
+    except RuntimeError as e:
+        raise ValueError(f"{path}: weights do not fit the model they describe: {e}") from None
+    vocabs = {n: Vocabulary.from_dict(d) for n, d in payload["vocabs"].items()}
+    return model, vocabs, payload.get("extra", {})
