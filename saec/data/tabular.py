@@ -113,9 +113,7 @@ def read_table(path: str | Path, columns: list[str] | None = None) -> pd.DataFra
         else:
             frame = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, na_values=[""],
                                 usecols=columns)
-    except ValueError as e:  # pandas names the missing columns
-        raise ValueError(f"{path}: {e}") from None
-    except Exception as e:  # damaged file: say which
+    except Exception as e:  # a damaged file or missing columns: say which file and why
         raise ValueError(f"{path}: could not read the file ({type(e).__name__}: {e})") from None
     return frame
 

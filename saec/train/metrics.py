@@ -5,8 +5,6 @@ from __future__ import annotations
 import numpy as np
 from scipy.stats import rankdata
 
-EPS = 1e-7
-
 
 def _as_binary(y_true: np.ndarray, y_score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     y = np.asarray(y_true, dtype=np.float64).ravel()
@@ -31,8 +29,13 @@ def auc(y_true: np.ndarray, y_score: np.ndarray) -> float:
     return float((ranks[y == 1].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
-def log_loss(y_true: np.ndarray, y_prob: np.ndarray, eps: float = EPS) -> float:
-    """Mean binary cross-entropy of probabilities clipped to ``[eps, 1 - eps]``."""
+def log_loss(y_true: np.ndarray, y_prob: np.ndarray, eps: float | None = None) -> float:
+    """Mean binary cross-entropy of probabilities clipped to ``[eps, 1 - eps]``.
+
+    ``eps`` defaults to the machine epsilon of the scores' float type, as scikit-learn does.
+    """
+    arr = np.asarray(y_prob)
+    eps = np.finfo(arr.dtype if np.issubdtype(arr.dtype, np.floating) else np.float64).eps if eps is None else eps
     y, p = _as_binary(y_true, y_prob)
     if ((p < 0) | (p > 1)).any():
         raise ValueError("probabilities must lie in [0, 1]")
