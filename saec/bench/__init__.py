@@ -1,0 +1,1 @@
+"""Helpers for benchmark scripts: the machine/version header every result file carries."""

@@ -1,0 +1,65 @@
+"""What every file under docs/results/ states besides its numbers: command, versions, machine."""
+
+from __future__ import annotations
+
+import os
+import platform
+import resource
+import shlex
+import sys
+from datetime import datetime, timezone
+
+import numpy as np
+import torch
+
+import saec
+
+
+def cpu_model() -> str:
+    """The processor's model name (Linux), else what ``platform`` knows."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def peak_rss_mib() -> float:
+    """Peak resident memory of this process so far, in MiB."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def environment() -> dict[str, str]:
+    """Versions and machine facts."""
+    try:
+        import faiss
+
+        faiss_version = faiss.__version__
+    except ImportError:
+        faiss_version = "not installed"
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return {
+        "saec": saec.__version__, "python": platform.python_version(), "torch": str(torch.__version__),
+        "numpy": np.__version__, "faiss": faiss_version, "torch threads": str(torch.get_num_threads()),
+        "machine": f"{cpu_model()}, {os.cpu_count()} cores, {mem:.0f} GiB, {platform.system()} {platform.release()}",
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    }
+
+
+def header(title: str, argv: list[str] | None = None) -> str:
+    """Markdown heading with the exact command and the environment."""
+    cmd = " ".join(shlex.quote(a) for a in (argv if argv is not None else ["python", *sys.argv]))
+    env = environment()
+    lines = [f"# {title}", "", "Reproduce with:", "", "```", cmd, "```", ""]
+    lines += [f"- {k}: {v}" for k, v in env.items()]
+    return "\n".join(lines) + "\n"
+
+
+def markdown_table(rows: list[list[str]]) -> str:
+    """First row is the header."""
+    out = ["| " + " | ".join(rows[0]) + " |", "|" + "|".join("---" for _ in rows[0]) + "|"]
+    out += ["| " + " | ".join(r) + " |" for r in rows[1:]]
+    return "\n".join(out) + "\n"
