@@ -58,8 +58,10 @@ def main() -> None:
              f"Loading and encoding the data took {load_s:.1f} s. Peak RSS {peak_rss_mib():,.0f} MiB.\n\n")
     text += markdown_table(rows)
     text += "\nPer epoch (valid AUC, seconds):\n\n"
-    text += markdown_table([["model", *[f"epoch {i + 1}" for i in range(max(len(h.epochs) for _, h in curves))]]] + [
-        [n, *[f"{e['valid_auc']:.4f} ({e['seconds']:.1f} s)" for e in h.epochs]] for n, h in curves])
+    width = max(len(h.epochs) for _, h in curves)
+    text += markdown_table([["model", *[f"epoch {i + 1}" for i in range(width)]]] + [
+        [n, *[f"{e['valid_auc']:.4f} ({e['seconds']:.1f} s)" for e in h.epochs], *[""] * (width - len(h.epochs))]
+        for n, h in curves])
     write_text(args.out, text)
     print(f"wrote {args.out}")
 

@@ -4,6 +4,7 @@
     saec data info  DATA-OPTIONS      print the fields, vocabularies and splits of a data set
     saec train      DATA-OPTIONS      train a CTR model, evaluate it, save it
     saec evaluate   MODEL DATA-OPTIONS evaluate a saved model on a split
+    saec stream     [--preset P]      train hour by hour on the synthetic trace (Saec's streaming setting)
 """
 
 from __future__ import annotations
@@ -133,6 +134,28 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     print(json.dumps({"split": args.split, "rows": len(getattr(task, args.split)), **result}, indent=2))
 
 
+def cmd_stream(args: argparse.Namespace) -> None:
+    from saec.data.synthetic import SyntheticTrace, TraceConfig
+    from saec.io import write_json
+    from saec.train.loop import TrainConfig
+    from saec.train.stream import StreamingRun
+
+    trace = SyntheticTrace(TraceConfig.preset(args.preset, seed=args.seed))
+    cfg = TrainConfig(lr=args.lr, batch_size=args.batch_size, seed=args.seed, progress=not args.quiet)
+    run = StreamingRun(trace, args.model, cfg)
+    rows = [["hour", "features", "AUC", "Bayes AUC", "log loss", "Bayes log loss", "train s"]]
+    results = []
+    for r in run.run(args.hours):
+        results.append(r)
+        rows.append([f"{r['hour']}->{r['test_hour']}", f"{r['features']:,}", f"{r['auc']:.4f}", f"{r['bayes_auc']:.4f}",
+                     f"{r['logloss']:.4f}", f"{r['bayes_logloss']:.4f}", f"{r['train_s']:.2f}"])
+    print(f"{args.model} streaming over the synthetic trace '{args.preset}' (train hour h, evaluate hour h+1):")
+    print(_table(rows))
+    if args.out:
+        write_json(args.out, {"preset": args.preset, "model": args.model, "train_config": vars(cfg), "hours": results})
+        print(f"saved {args.out}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="saec", description="Compress the embedding tables of recommendation models.")
     parser.add_argument("--version", action="version", version=f"saec {__version__}")
@@ -162,6 +185,17 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--out", type=Path, help="folder to write model.pt and metrics.json to")
     m.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("stream", help="train hour by hour on the synthetic trace, evaluate each next hour")
+    p.add_argument("--preset", default="small", help="trace size: tiny, small, medium, large, paper (small)")
+    p.add_argument("--hours", type=int, help="hours to use (default: the whole trace)")
+    p.add_argument("--model", choices=["dssm", "deepfm"], default="dssm", help="(dssm)")
+    p.add_argument("--lr", type=float, default=0.01, help="Adagrad learning rate (0.01)")
+    p.add_argument("--batch-size", type=int, default=1024, help="(1024)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the trace and the model (0)")
+    p.add_argument("--out", type=Path, help="JSON file for the per-hour results")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_stream)
 
     p = sub.add_parser("evaluate", help="AUC and log loss of a saved model on a split of its data set")
     p.add_argument("model", type=Path, help="model.pt written by `saec train`")
