@@ -85,7 +85,7 @@ def train_epoch(
     start = time.perf_counter()
     n_batches = -(-len(data) // batch_size)
     for ids, y in tqdm(data.batches(batch_size, shuffle=True, seed=seed), total=n_batches, desc=desc,
-                       disable=not progress, leave=False):
+                       disable=not progress, leave=False, mininterval=1.0):
         optimizer.zero_grad(set_to_none=True)
         loss = loss_fn(model(ids), y)
         loss.backward()
