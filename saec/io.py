@@ -18,6 +18,7 @@ from torch import nn
 
 from saec.data.schema import Schema
 from saec.data.vocab import Vocabulary
+from saec.nn.clustered import ClusteredEmbedding
 
 FORMAT = "saec-model"
 VERSION = 1
@@ -56,8 +57,11 @@ def save_model(path: str | Path, model: nn.Module, vocabs: dict[str, Vocabulary]
     schema: Schema = model.embeddings.schema
     if set(vocabs) != set(schema.names):
         raise ValueError(f"vocabularies for {sorted(vocabs)} do not match the model's fields {schema.names}")
+    compressed = {name: {"kind": "clustered", "k": t.k, "features": t.num_embeddings, "grad_mode": t.grad_mode}
+                  for name, t in model.embeddings.tables.items() if isinstance(t, ClusteredEmbedding)}
     payload = {
         "format": FORMAT, "version": VERSION, "config": model.config, "schema": schema.to_dict(),
+        "tables": compressed,
         "vocabs": {n: v.to_dict() for n, v in vocabs.items()}, "state_dict": model.state_dict(),
         "extra": extra or {},
     }
@@ -82,6 +86,12 @@ def load_model(path: str | Path) -> tuple[nn.Module, dict[str, Vocabulary], dict
     cfg = dict(payload["config"])
     schema = Schema.from_dict(payload["schema"])
     model = build_model(cfg.pop("name"), schema, cfg.pop("num_embeddings"), **cfg)
+    for name, t in payload.get("tables", {}).items():  # compressed fields: same shapes, weights follow
+        if t.get("kind") != "clustered":
+            raise ValueError(f"{path}: field {name!r} has an unknown table kind {t.get('kind')!r}")
+        placeholder = ClusteredEmbedding(torch.zeros(t["k"], schema[name].dim),
+                                         torch.zeros(t["features"], dtype=torch.int32), t["grad_mode"])
+        model.embeddings.tables[name] = placeholder
     try:
         model.load_state_dict(payload["state_dict"])
     except RuntimeError as e:

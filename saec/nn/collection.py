@@ -68,8 +68,11 @@ class EmbeddingCollection(nn.Module):
         """Pooled (B, dim) vectors of one field for ids of shape (B,) or (B, L)."""
         table = self.tables[self._check(name)]
         known = ids >= 0
-        vecs = table(ids.clamp(min=0))
-        vecs = torch.where(known.unsqueeze(-1), vecs, self.oov[name].to(vecs.dtype))
+        if bool(known.all()):
+            vecs = table(ids)
+        else:  # the table sees only real ids, so per-feature rules (Saec §2.3's averaging) count right
+            vecs = self.oov[name].expand(*ids.shape, -1).clone()
+            vecs[known] = table(ids[known])
         if ids.dim() == 1:
             return vecs
         present = (ids != PAD_ID).unsqueeze(-1).to(vecs.dtype)
@@ -99,15 +102,18 @@ class EmbeddingCollection(nn.Module):
         self.tables[name] = table
         return old
 
-    def grow(self, name: str, num_embeddings: int) -> None:
+    def grow(self, name: str, num_embeddings: int, **kwargs) -> None:
         """Give field ``name`` rows for new features (ids keep their rows; new rows initialised afresh).
 
-        Only full ``nn.Embedding`` tables grow here; a compressed table decides itself how new features
-        map into it.
+        A full ``nn.Embedding`` is grown here; a compressed table with a ``grow`` method decides itself
+        how new features map into it (``kwargs`` are passed on, e.g. the new features' vectors).
         """
         table = self.tables[self._check(name)]
+        if hasattr(table, "grow"):
+            table.grow(num_embeddings, **kwargs)
+            return
         if not isinstance(table, nn.Embedding):
-            raise TypeError(f"field {name!r}: a {type(table).__name__} table cannot be grown by the container")
+            raise TypeError(f"field {name!r}: a {type(table).__name__} table cannot grow")
         old = table.num_embeddings
         if num_embeddings < old:
             raise ValueError(f"field {name!r}: cannot shrink from {old} to {num_embeddings} rows")

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from saec.data.dataset import CTRData
 from saec.data.synthetic import SyntheticTrace, encode_segment
 from saec.data.vocab import Vocabulary
 from saec.models import build_model
@@ -55,6 +56,8 @@ class StreamingRun:
         self.vocabs: dict[str, Vocabulary] = {}
         self.model: nn.Module | None = None
         self.optimizer: torch.optim.Optimizer | None = None
+        self.train_data: CTRData | None = None  # the hour just trained on
+        self.test_data: CTRData | None = None  # the next hour, encoded with the current vocabularies
 
     def _sizes(self) -> dict[str, int]:
         return {n: len(self.vocabs[n]) for n in self.trace.names}
@@ -67,7 +70,7 @@ class StreamingRun:
         if not 2 <= hours <= trace.config.hours:
             raise ValueError(f"hours must be in [2, {trace.config.hours}] (one to train, the next to test), got {hours}")
         for h in tqdm(range(hours - 1), desc="hours", disable=not cfg.progress):
-            train = encode_segment(trace.segment(h), self.vocabs, grow=True)
+            self.train_data = train = encode_segment(trace.segment(h), self.vocabs, grow=True)
             if self.model is None:
                 self.model = build_model(self.model_name, trace.schema, self._sizes(), hidden=self.hidden,
                                          seed=cfg.seed)
@@ -77,7 +80,8 @@ class StreamingRun:
             stats = train_epoch(self.model, train, self.optimizer, cfg.batch_size, seed=cfg.seed + h, progress=False)
             nxt = trace.segment(h + 1)
             start = time.perf_counter()
-            metrics = evaluate(self.model, encode_segment(nxt, self.vocabs, grow=False))
+            self.test_data = encode_segment(nxt, self.vocabs, grow=False)
+            metrics = evaluate(self.model, self.test_data)
             yield {
                 "hour": h, "test_hour": h + 1, "features": sum(self._sizes().values()),
                 "auc": metrics["auc"], "logloss": metrics["logloss"],

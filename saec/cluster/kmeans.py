@@ -1,0 +1,103 @@
+"""k-means with faiss, Saec's three initialisations (§2.2.2), and chunked nearest-centroid assignment.
+
+* ``random``: k distinct vectors chosen uniformly (faiss's random init).
+* ``kmeans++``: Arthur & Vassilvitskii's D^2 seeding (faiss's native implementation); Saec's default.
+* ``topk``: the k most frequent features' vectors (Saec's proposal), given to faiss as initial centroids.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import faiss
+import numpy as np
+
+INITS = ("random", "kmeans++", "topk")
+_FAISS_INIT = {"random": faiss.ClusteringInitMethod_RANDOM, "kmeans++": faiss.ClusteringInitMethod_KMEANS_PLUS_PLUS}
+ASSIGN_CHUNK = 1 << 20  # rows per nearest-centroid search: bounds the temporary memory
+
+
+@dataclass
+class KMeansResult:
+    """Learned state of one k-means run."""
+
+    centroids: np.ndarray  # float32 (k, d)
+    objective: float  # sum of squared distances of the training vectors to their centroids
+    seconds: float
+
+
+def kmeans(x: np.ndarray, k: int, init: str = "kmeans++", niter: int = 25, seed: int = 0,
+           counts: np.ndarray | None = None) -> KMeansResult:
+    """Lloyd's k-means on the rows of ``x`` (float32, (n, d)), all rows used (no subsampling).
+
+    ``init="topk"`` starts from the ``k`` most frequent rows: by ``counts`` if given, else the first
+    ``k`` rows (rows already ordered by decreasing frequency, as vocabulary ids are).
+    """
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    if x.ndim != 2:
+        raise ValueError(f"k-means needs a 2-D array, got shape {x.shape}")
+    n, d = x.shape
+    if init not in INITS:
+        raise ValueError(f"init must be one of {INITS}, got {init!r}")
+    if not 1 <= k <= n:
+        raise ValueError(f"k must be in [1, {n}] for {n} vectors, got {k}")
+    if niter < 1:
+        raise ValueError(f"niter must be >= 1, got {niter}")
+    kwargs = dict(niter=niter, seed=seed, verbose=False, spherical=False,
+                  max_points_per_centroid=-(-n // k) + 1, min_points_per_centroid=1)
+    if init != "topk":
+        kwargs["init_method"] = _FAISS_INIT[init]
+    km = faiss.Kmeans(d, k, **kwargs)
+    start = time.perf_counter()
+    start_centroids = None
+    if init == "topk":
+        start_centroids = x[:k] if counts is None else x[top_indices(counts, k)]
+    km.train(x, init_centroids=start_centroids)
+    seconds = time.perf_counter() - start
+    # faiss reports the objective of the last assignment, before the final centroid update: recompute
+    # it for the centroids we return so that it means what it says.
+    distances, _ = _index(km.centroids).search(x, 1)
+    return KMeansResult(np.ascontiguousarray(km.centroids, dtype=np.float32), float(distances.sum(dtype=np.float64)),
+                        seconds)
+
+
+def top_indices(counts: np.ndarray, n: int) -> np.ndarray:
+    """Indices of the ``n`` largest counts, most frequent first (ties: lower index first), in O(len)."""
+    counts = np.asarray(counts)
+    if n >= len(counts):
+        return np.argsort(-counts, kind="stable")
+    part = np.argpartition(-counts, n - 1)[:n]
+    return part[np.lexsort((part, -counts[part]))]
+
+
+def _index(centroids: np.ndarray) -> faiss.IndexFlatL2:
+    index = faiss.IndexFlatL2(centroids.shape[1])
+    index.add(np.ascontiguousarray(centroids, dtype=np.float32))
+    return index
+
+
+def assign(x: np.ndarray, centroids: np.ndarray, out: np.ndarray | None = None,
+           chunk: int = ASSIGN_CHUNK, what: str = "vectors") -> np.ndarray:
+    """Index of the nearest centroid (squared L2) of every row of ``x``, computed ``chunk`` rows at a time.
+
+    ``x`` may be a memory-mapped array; ``out`` (any integer dtype that holds ``len(centroids) - 1``)
+    receives the labels, so a caller can write straight into a compact mask. Rows with NaN or infinity
+    raise ``ValueError`` naming ``what`` and the row.
+    """
+    if x.ndim != 2 or x.shape[1] != centroids.shape[1]:
+        raise ValueError(f"vectors of shape {x.shape} do not match centroids of dim {centroids.shape[1]}")
+    n = x.shape[0]
+    if out is None:
+        out = np.empty(n, dtype=np.int64)
+    elif out.shape != (n,):
+        raise ValueError(f"out has shape {out.shape}, expected ({n},)")
+    index = _index(centroids)
+    for start in range(0, n, chunk):
+        block = np.ascontiguousarray(x[start : start + chunk], dtype=np.float32)
+        bad = ~np.isfinite(block).all(axis=1)
+        if bad.any():
+            raise ValueError(f"{what}: row {start + int(np.flatnonzero(bad)[0])} holds NaN or infinity")
+        _, labels = index.search(block, 1)
+        out[start : start + len(block)] = labels[:, 0]
+    return out

@@ -1,0 +1,103 @@
+"""Train -> compress -> retrain -> evaluate (Saec §2.1, Fig. 2).
+
+Saec does not change how the full model is trained. It clusters the trained model's embeddings, then
+retrains the compressed model for one epoch on the same data "to compensate for the performance loss
+of compression" (§2.1), and serves that. :func:`run_saec` does this once on a static task;
+:func:`periodic_saec` does it every hour of the synthetic trace while the full model keeps training.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Iterable, Iterator
+
+import numpy as np
+from torch import nn
+
+from saec.cluster.saec import FieldCompression, SaecConfig, SizeReport, size_report
+from saec.compress import compress_model
+from saec.data.dataset import CTRData
+from saec.data.synthetic import SyntheticTrace
+from saec.data.task import CTRTask
+from saec.models import build_model
+from saec.train.loop import History, TrainConfig, evaluate, fit, make_optimizer, train_epoch
+from saec.train.stream import StreamingRun
+
+
+def retrain(compressed: nn.Module, train: CTRData, cfg: TrainConfig) -> float:
+    """One epoch on the same data with a fresh optimizer (§2.1, §2.3); returns the seconds taken."""
+    stats = train_epoch(compressed, train, make_optimizer(compressed, cfg), cfg.batch_size, seed=cfg.seed + 10_007,
+                        progress=cfg.progress, desc="retrain")
+    return stats["seconds"]
+
+
+@dataclass
+class FlowResult:
+    """Everything :func:`run_saec` measured."""
+
+    model: nn.Module  # the full model
+    compressed: nn.Module  # the compressed model, retrained
+    fields: dict[str, FieldCompression]
+    history: History
+    metrics: dict[str, dict[str, float]] = field(default_factory=dict)  # stage -> {auc, logloss}
+    timing: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def sizes(self) -> SizeReport:
+        return size_report(self.fields.values())
+
+
+def run_saec(task: CTRTask, saec: SaecConfig, cfg: TrainConfig, model_name: str = "dssm",
+             hidden: tuple[int, ...] = (256, 128), grad_mode: str = "mean") -> FlowResult:
+    """Train the full model (early stopping on valid), compress it, retrain one epoch, evaluate on test.
+
+    ``metrics`` holds the test AUC/log loss of the ``full`` model, the ``compressed`` model before
+    retraining and the ``saec`` model (compressed and retrained).
+    """
+    model = build_model(model_name, task.schema, task.num_embeddings, hidden=hidden, seed=cfg.seed)
+    start = time.perf_counter()
+    history = fit(model, task.train, task.valid, cfg)
+    train_s = time.perf_counter() - start
+    counts = {name: v.counts for name, v in task.vocabs.items()}
+    start = time.perf_counter()
+    compressed, fields = compress_model(model, counts, saec, grad_mode)
+    result = FlowResult(model, compressed, fields, history,
+                        timing={"train_s": train_s, "compress_s": time.perf_counter() - start})
+    result.metrics["full"] = evaluate(model, task.test)
+    result.metrics["compressed"] = evaluate(compressed, task.test)
+    result.timing["retrain_s"] = retrain(compressed, task.train, cfg)
+    result.metrics["saec"] = evaluate(compressed, task.test)
+    return result
+
+
+def periodic_saec(trace: SyntheticTrace, saec: SaecConfig, cfg: TrainConfig, model_name: str = "dssm",
+                  hours: int | None = None, compress_hours: Iterable[int] | None = None,
+                  hidden: tuple[int, ...] = (256, 128), grad_mode: str = "mean") -> Iterator[dict[str, float]]:
+    """The paper's production loop (§2.1, §3.1): every hour train the full model one epoch on the new
+    hour, compress it, retrain the compressed copy on the same hour, evaluate both on the next hour.
+
+    Hours not in ``compress_hours`` (default: all) only train and evaluate the full model. The full
+    model keeps training from its own weights; the compressed model is what would be served.
+    """
+    run = StreamingRun(trace, model_name, cfg, hidden)
+    wanted = None if compress_hours is None else set(compress_hours)
+    for row in run.run(hours):
+        if wanted is not None and row["hour"] not in wanted:
+            yield row
+            continue
+        counts = {name: v.counts for name, v in run.vocabs.items()}
+        start = time.perf_counter()
+        compressed, fields = compress_model(run.model, counts, saec, grad_mode)
+        timing = {"compress_s": time.perf_counter() - start, "retrain_s": retrain(compressed, run.train_data, cfg)}
+        sizes = size_report(fields.values())
+        m = evaluate(compressed, run.test_data)
+        row.update({
+            "saec_auc": m["auc"], "saec_logloss": m["logloss"], "vectors_before": sizes.total("vectors_before"),
+            "vectors_after": sizes.total("vectors_after"), "bytes_before": sizes.total("bytes_before"),
+            "bytes_after": sizes.total("bytes_after"), "ratio": sizes.ratio,
+            "clustered_fields": sum(f.size.clustered for f in fields.values()),
+            "cluster_s": sum(f.cluster_s for f in fields.values()), "assign_s": sum(f.assign_s for f in fields.values()),
+            **timing,
+        })
+        yield row
