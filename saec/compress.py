@@ -34,27 +34,34 @@ COUNTS_SUFFIX = ".counts.npy"
 MANIFEST = "manifest.json"
 
 
-def compress_collection(emb: EmbeddingCollection, counts: Mapping[str, np.ndarray] | None, cfg: SaecConfig,
-                        grad_mode: str = "mean") -> tuple[EmbeddingCollection, dict[str, FieldCompression]]:
-    """A copy of ``emb`` with every eligible full table replaced by a ClusteredEmbedding.
-
-    ``counts`` maps fields to feature frequencies (normally ``{name: vocab.counts}``); a field without
-    counts is taken to have frequency-ranked ids.
-    """
+def _cluster_tables(emb: EmbeddingCollection, counts: Mapping[str, np.ndarray] | None, cfg: SaecConfig,
+                    grad_mode: str) -> tuple[dict[int, nn.Module], dict[str, FieldCompression]]:
+    """Saec on every full table of ``emb``: ``({id(old table): ClusteredEmbedding}, results)``."""
     counts = dict(counts or {})
     unknown = sorted(set(counts) - set(emb.schema.names))
     if unknown:
         raise ValueError(f"counts given for unknown fields {unknown}; the model has {emb.schema.names}")
-    out = copy.deepcopy(emb)
-    results = {}
+    replacements, results = {}, {}
     for name, table in emb.tables.items():
         if not isinstance(table, nn.Embedding):
             continue  # already compressed by some method
         result = compress_field(name, table.weight.detach().numpy(), counts.get(name), cfg)
         if result.size.clustered:
-            out.replace(name, ClusteredEmbedding(result.codebook, result.mask, grad_mode))
+            replacements[id(table)] = ClusteredEmbedding(result.codebook, result.mask, grad_mode)
         results[name] = result
-    return out, results
+    return replacements, results
+
+
+def compress_collection(emb: EmbeddingCollection, counts: Mapping[str, np.ndarray] | None, cfg: SaecConfig,
+                        grad_mode: str = "mean") -> tuple[EmbeddingCollection, dict[str, FieldCompression]]:
+    """A copy of ``emb`` with every eligible full table replaced by a ClusteredEmbedding.
+
+    ``counts`` maps fields to feature frequencies (normally ``{name: vocab.counts}``); a field without
+    counts is taken to have frequency-ranked ids. The original is left untouched.
+    """
+    replacements, results = _cluster_tables(emb, counts, cfg, grad_mode)
+    # deepcopy's memo maps each clustered table to its replacement, so big tables are never copied.
+    return copy.deepcopy(emb, dict(replacements)), results
 
 
 def compress_model(model: nn.Module, counts: Mapping[str, np.ndarray] | None, cfg: SaecConfig,
@@ -62,9 +69,8 @@ def compress_model(model: nn.Module, counts: Mapping[str, np.ndarray] | None, cf
     """A copy of a CTR model (anything with an ``embeddings`` container) with its tables compressed."""
     if not isinstance(getattr(model, "embeddings", None), EmbeddingCollection):
         raise TypeError("the model has no EmbeddingCollection in .embeddings")
-    compressed = copy.deepcopy(model)
-    compressed.embeddings, results = compress_collection(model.embeddings, counts, cfg, grad_mode)
-    return compressed, results
+    replacements, results = _cluster_tables(model.embeddings, counts, cfg, grad_mode)
+    return copy.deepcopy(model, dict(replacements)), results
 
 
 def load_dump(folder: str | Path, mmap: bool = True) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:

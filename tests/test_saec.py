@@ -233,3 +233,23 @@ def test_saec_flow_on_movielens(ml100k):
     assert {n for n, f in result.fields.items() if f.size.clustered} == {"user", "item", "zip"}
     full, saec = result.metrics["full"], result.metrics["saec"]
     assert saec["auc"] > 0.65 and abs(saec["auc"] - full["auc"]) < 0.03
+
+
+def test_drop_in_for_nn_embedding_in_a_plain_model():
+    class TwoTower(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.user = nn.Embedding(3000, 8)
+            self.head = nn.Linear(8, 1)
+
+        def forward(self, ids):
+            return self.head(self.user(ids)).squeeze(-1)
+
+    torch.manual_seed(0)
+    model = TwoTower()
+    model.user = ClusteredEmbedding.from_float(model.user, k=32, counts=np.arange(3000)[::-1].copy())
+    ids = torch.tensor([[0, 5], [2999, 7]])
+    out = model(ids)
+    assert out.shape == (2, 2)
+    out.sum().backward()
+    assert model.user.codebook.grad is not None and model.user.num_embeddings == 3000
