@@ -97,17 +97,24 @@ def cmd_info(args: argparse.Namespace) -> None:
     print(_load_task(args).summary())
 
 
-def cmd_train(args: argparse.Namespace) -> None:
-    from saec.io import save_model, write_json
-    from saec.models import build_model
-    from saec.train.loop import TrainConfig, evaluate, fit
+def _train_setup(args: argparse.Namespace):
+    """Training configuration, data and MLP widths from the shared training options."""
+    from saec.train.loop import TrainConfig
 
     cfg = TrainConfig(optimizer=args.optimizer, lr=args.lr, batch_size=args.batch_size, epochs=args.epochs,
                       patience=args.patience, seed=args.seed, progress=not args.quiet)
     task = _load_task(args)
     if not args.quiet:
         print(task.summary())
-    hidden = tuple(int(h) for h in args.hidden.split(",") if h)
+    return cfg, task, tuple(int(h) for h in args.hidden.split(",") if h)
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from saec.io import save_model, write_json
+    from saec.models import build_model
+    from saec.train.loop import evaluate, fit
+
+    cfg, task, hidden = _train_setup(args)
     model = build_model(args.model, task.schema, task.num_embeddings, hidden=hidden, seed=args.seed)
     history = fit(model, task.train, task.valid, cfg)
     results = {split: evaluate(model, getattr(task, split)) for split in ("train", "valid", "test")}
@@ -213,14 +220,8 @@ def cmd_compress(args: argparse.Namespace) -> None:
 def cmd_run(args: argparse.Namespace) -> None:
     from saec.io import save_model, write_json
     from saec.pipeline.flow import run_saec
-    from saec.train.loop import TrainConfig
 
-    cfg = TrainConfig(optimizer=args.optimizer, lr=args.lr, batch_size=args.batch_size, epochs=args.epochs,
-                      patience=args.patience, seed=args.seed, progress=not args.quiet)
-    task = _load_task(args)
-    if not args.quiet:
-        print(task.summary())
-    hidden = tuple(int(h) for h in args.hidden.split(",") if h)
+    cfg, task, hidden = _train_setup(args)
     result = run_saec(task, _saec_config(args), cfg, args.model, hidden, args.grad_mode)
     print(f"\nSaec (k={args.k}, eligibility {args.eligibility:g} x k, init {args.init}, "
           f"{'vanilla' if args.vanilla else 'fast'} clustering) on {task.name}, {args.model}:\n")
