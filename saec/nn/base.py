@@ -1,0 +1,156 @@
+"""What every compressed table in :mod:`saec.nn` shares: the :class:`CompressedEmbedding` contract
+(a drop-in for ``nn.Embedding`` that knows its true size), the seeded universal hash, and argument checks.
+"""
+
+from __future__ import annotations
+
+import abc
+import math
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+from torch import nn
+
+PRIME = 2**31 - 1
+"""Modulus of :func:`universal_hash` (a Mersenne prime: ``a * id`` stays below 2**62, inside int64)."""
+MAX_EMBEDDINGS = PRIME
+"""Largest ``num_embeddings`` a compressed table accepts (ids must stay below :data:`PRIME`)."""
+
+
+# -- argument checks ------------------------------------------------------------------------------
+def check_int(name: str, value: Any, lo: int, hi: int | None = None) -> int:
+    """``value`` as an int in ``[lo, hi]``, else a ValueError naming ``name``."""
+    ok = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+    if not ok or value < lo or (hi is not None and value > hi):
+        allowed = f"in [{lo}, {hi}]" if hi is not None else f">= {lo}"
+        raise ValueError(f"{name} must be an integer {allowed}, got {value!r}")
+    return int(value)
+
+
+def check_float(name: str, value: Any, lo: float, hi: float) -> float:
+    """``value`` as a float in ``[lo, hi]``, else a ValueError naming ``name``."""
+    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+    if not ok or not lo <= float(value) <= hi:
+        raise ValueError(f"{name} must be a number in [{lo}, {hi}], got {value!r}")
+    return float(value)
+
+
+def check_choice(name: str, value: Any, choices: tuple) -> Any:
+    """``value`` if it is one of ``choices``, else a ValueError naming ``name``."""
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+    return value
+
+
+def check_bool(name: str, value: Any) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+def check_counts(counts: Any, num_embeddings: int) -> np.ndarray | None:
+    """Per-id observation counts as a float64 array of length ``num_embeddings`` (None passes through)."""
+    if counts is None:
+        return None
+    arr = np.asarray(counts.detach().cpu() if isinstance(counts, torch.Tensor) else counts, dtype=np.float64)
+    if arr.shape != (num_embeddings,) or not np.isfinite(arr).all() or (arr < 0).any():
+        raise ValueError(f"counts must be {num_embeddings} finite non-negative numbers (one per id), "
+                         f"got shape {arr.shape}")
+    return arr
+
+
+# -- shared building blocks -----------------------------------------------------------------------
+def generator(seed: Any) -> torch.Generator:
+    """A local generator, so building a table never touches the global RNG."""
+    return torch.Generator().manual_seed(check_int("seed", seed, 0))
+
+
+def seeded_table(gen: torch.Generator, rows: int, cols: int, std: float, sparse: bool) -> nn.Embedding:
+    """A trainable ``rows x cols`` table drawn from N(0, std^2) with ``gen``."""
+    std = check_float("init_std", std, 0.0, math.inf)
+    return constant_table(torch.randn(rows, cols, generator=gen) * std, sparse)
+
+
+def constant_table(weight: torch.Tensor, sparse: bool) -> nn.Embedding:
+    """A trainable table starting at ``weight``."""
+    return nn.Embedding.from_pretrained(weight, freeze=False, sparse=sparse)
+
+
+def hash_coefficients(gen: torch.Generator, count: int) -> torch.Tensor:
+    """``count`` seeded (a, b) pairs, a in [1, p), b in [0, p): a (count, 2) int64 tensor."""
+    a = torch.randint(1, PRIME, (count, 1), generator=gen, dtype=torch.int64)
+    b = torch.randint(0, PRIME, (count, 1), generator=gen, dtype=torch.int64)
+    return torch.cat([a, b], dim=1)
+
+
+def universal_hash(ids: torch.Tensor, coeffs: torch.Tensor, m: int) -> torch.Tensor:
+    """``((a * id + b) mod p) mod m`` for every (a, b) row of ``coeffs``: shape (len(coeffs), *ids.shape).
+
+    Carter-Wegman universal hashing with p = 2**31 - 1; int64 throughout (``a * id < 2**62``).
+    """
+    a = coeffs[:, 0].view(-1, *([1] * ids.dim()))
+    b = coeffs[:, 1].view(-1, *([1] * ids.dim()))
+    return (a * ids.unsqueeze(0) + b) % PRIME % m
+
+
+class Footprint(NamedTuple):
+    """What a table costs: trainable parameters, and bytes of parameters plus buffers."""
+
+    params: int
+    nbytes: int
+
+
+class CompressedEmbedding(nn.Module, abc.ABC):
+    """Base of the compressed drop-ins for ``nn.Embedding``: ``table(ids) -> (*ids.shape, embedding_dim)``.
+
+    Subclasses implement :meth:`embed` (1-D ids, already checked to lie in ``[0, num_embeddings)``) and
+    ``_size`` (the parameter count and buffer bytes a given set of hyperparameters gives, which
+    :meth:`footprint` reports without building the table). Parameters are float32.
+    """
+
+    def __init__(self, num_embeddings: int, embedding_dim: int) -> None:
+        super().__init__()
+        self.num_embeddings = check_int("num_embeddings", num_embeddings, 1, MAX_EMBEDDINGS)
+        self.embedding_dim = check_int("embedding_dim", embedding_dim, 1)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        if ids.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8, torch.int8):
+            raise TypeError(f"ids must be an integer tensor, got {ids.dtype}")
+        if ids.numel():
+            lo, hi = (int(x) for x in torch.aminmax(ids))
+            if lo < 0 or hi >= self.num_embeddings:
+                raise IndexError(f"ids must lie in [0, {self.num_embeddings}), got values in [{lo}, {hi}]")
+        return self.embed(ids.reshape(-1).long()).reshape(*ids.shape, self.embedding_dim)
+
+    @abc.abstractmethod
+    def embed(self, ids: torch.Tensor) -> torch.Tensor:
+        """(N, embedding_dim) vectors of N valid ids."""
+
+    def param_count(self) -> int:
+        """Number of trainable parameters."""
+        return sum(p.numel() for p in self.parameters())
+
+    def nbytes(self) -> int:
+        """True bytes of parameters and buffers (hash coefficients, id lists) together."""
+        tensors = list(self.parameters()) + list(self.buffers())
+        return sum(t.numel() * t.element_size() for t in tensors)
+
+    @classmethod
+    def footprint(cls, num_embeddings: int, embedding_dim: int, **hyper: Any) -> Footprint:
+        """(parameters, bytes) of the table these arguments build, without building it.
+
+        Takes the constructor's keyword arguments; those that do not affect the size (``seed``,
+        ``init_std``, ``sparse``) are ignored.
+        """
+        v = check_int("num_embeddings", num_embeddings, 1, MAX_EMBEDDINGS)
+        d = check_int("embedding_dim", embedding_dim, 1)
+        params, buffer_bytes = cls._size(v, d, **hyper)
+        return Footprint(params, 4 * params + buffer_bytes)
+
+    @classmethod
+    @abc.abstractmethod
+    def _size(cls, v: int, d: int, **hyper: Any) -> tuple[int, int]:
+        """(parameter count, buffer bytes) for these hyperparameters."""
+
+

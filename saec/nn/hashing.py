@@ -1,0 +1,62 @@
+"""Naive hashing (Weinberger et al. 2009; MEmCom §4 and §5 baseline (1)).
+
+``HashEmbedding`` keeps ``m`` rows and looks feature ``i`` up at row ``i mod m`` (MEmCom §5: "naive hashing
+performs the mod operation on the input feature before the embedding table lookup"; survey §4.1:
+``e = onehot(id % m) x T``). Ids are frequency-ranked (:mod:`saec.data.vocab`), so ``i mod m`` gives the
+``m`` most frequent features rows of their own and spreads the rest evenly; ``hash="universal"`` uses a
+seeded universal hash instead (the classic random feature hashing).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from saec.nn.base import (CompressedEmbedding, check_bool, check_choice, check_int, generator, hash_coefficients,
+                          seeded_table, universal_hash)
+
+HASHES = ("mod", "universal")
+
+
+class HashEmbedding(CompressedEmbedding):
+    """Naive hashing: ``E[i] = T[h(i)]`` with ``T`` of shape (num_buckets, dim).
+
+    Args:
+        num_embeddings: ids addressed (v).
+        embedding_dim: vector width (e).
+        num_buckets: rows kept (m), 1 <= m <= v.
+        hash: ``"mod"`` (``h(i) = i mod m``, the paper's naive hashing) or ``"universal"`` (a seeded
+            universal hash; its two int64 coefficients are a buffer).
+
+    Parameters: ``m * e``.
+    """
+
+    def __init__(self, num_embeddings: int, embedding_dim: int, num_buckets: int, hash: str = "mod", *,
+                 seed: int = 0, init_std: float = 0.01, sparse: bool = False) -> None:
+        super().__init__(num_embeddings, embedding_dim)
+        self.num_buckets = check_int("num_buckets", num_buckets, 1, self.num_embeddings)
+        self.hash = check_choice("hash", hash, HASHES)
+        gen = generator(seed)
+        self.T = seeded_table(gen, self.num_buckets, self.embedding_dim, init_std, check_bool("sparse", sparse))
+        self.register_buffer("hash_coeffs", hash_coefficients(gen, 1) if hash == "universal" else None)
+
+    def buckets(self, ids: torch.Tensor) -> torch.Tensor:
+        """Row of ``T`` each id reads."""
+        if self.hash_coeffs is None:
+            return ids % self.num_buckets
+        return universal_hash(ids, self.hash_coeffs, self.num_buckets)[0]
+
+    def embed(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.T(self.buckets(ids))
+
+    @classmethod
+    def _size(cls, v: int, d: int, *, num_buckets: int, hash: str = "mod", **_: Any) -> tuple[int, int]:
+        check_choice("hash", hash, HASHES)
+        return check_int("num_buckets", num_buckets, 1, v) * d, 16 if hash == "universal" else 0
+
+    def extra_repr(self) -> str:
+        return f"{self.num_embeddings}, {self.embedding_dim}, num_buckets={self.num_buckets}, hash={self.hash}"
+
+
+__all__ = ["CompressedEmbedding", "Footprint", "HashEmbedding", "universal_hash"]

@@ -1,0 +1,211 @@
+"""One factory for every compressed table: :func:`make_embedding` by method name.
+
+A method is built either from explicit hyperparameters or from a budget (``budget_params`` trainable
+parameters, or ``budget_bytes`` bytes of parameters and buffers). For a budget, one size knob of the
+method (:attr:`Method.knobs`, e.g. MEmCom's ``num_buckets``) is set to the value whose table is the
+largest not exceeding the budget, the other hyperparameters staying as given (or at their defaults).
+Sizes come from the classes' :meth:`~saec.nn.hashing.CompressedEmbedding.footprint`, so nothing is
+allocated while searching.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from dataclasses import dataclass, field
+from functools import partial
+from numbers import Real
+from typing import Any, Callable, Mapping, Sequence
+
+from saec.nn.double_hashing import DoubleHashEmbedding
+from saec.nn.factorized import FactorizedEmbedding
+from saec.nn.base import CompressedEmbedding, check_int
+from saec.nn.hashing import HashEmbedding
+from saec.nn.low_dim import LowDimEmbedding
+from saec.nn.memcom import MEmComEmbedding
+from saec.nn.mixed_dim import MixedDimEmbedding
+from saec.nn.qr import QREmbedding
+from saec.nn.truncate import TruncateEmbedding
+from saec.nn.tt import TTEmbedding
+
+_OWN_ARGS = ("self", "num_embeddings", "embedding_dim", "counts", "seed")
+
+
+@dataclass(frozen=True)
+class Knob:
+    """A hyperparameter a budget can set, with its candidate ``values(v, e)``.
+
+    ``monotone``: the values are increasing and the table never shrinks as the value grows, so a binary
+    search finds the best one; otherwise every value is tried.
+    """
+
+    name: str
+    values: Callable[[int, int], Sequence[Any]]
+    monotone: bool = True
+
+
+@dataclass(frozen=True)
+class Method:
+    """How :func:`make_embedding` builds one method.
+
+    Attributes:
+        cls: the table class.
+        knobs: what a budget sets: the first of these the caller did not give that can meet the
+            budget (the others keep their given or default values).
+        description: one line for listings.
+        fixed: hyperparameters the method name pins (not accepted from the caller).
+        tied: hyperparameters that default to the value of the first knob.
+    """
+
+    cls: type[CompressedEmbedding]
+    knobs: tuple[Knob, ...]
+    description: str
+    fixed: Mapping[str, Any] = field(default_factory=dict)
+    tied: tuple[str, ...] = ()
+
+    def hyperparameters(self) -> list[str]:
+        """Names :func:`make_embedding` accepts as ``**hyper`` for this method."""
+        params = inspect.signature(self.cls).parameters
+        return [n for n in params if n not in _OWN_ARGS and n not in self.fixed]
+
+    def accepts_counts(self) -> bool:
+        return "counts" in inspect.signature(self.cls).parameters
+
+
+def _dims(v: int, d: int) -> range:
+    return range(1, d + 1)
+
+
+def _alphas(v: int, d: int) -> list[float]:
+    return [a / 100 for a in range(101)]
+
+
+_BUCKETS = Knob("num_buckets", lambda v, d: range(1, v + 1))
+
+METHODS: dict[str, Method] = {
+    "hashing": Method(HashEmbedding, (_BUCKETS,), "naive hashing, T[i mod m] (Weinberger et al.)"),
+    "double_hashing": Method(DoubleHashEmbedding, (_BUCKETS,), "two universal hashes, concatenated (Zhang et al.)",
+                             fixed={"num_frequent": 0}),
+    "freq_double_hashing": Method(DoubleHashEmbedding, (_BUCKETS,),
+                                  "the k most frequent features own a row, the rest are double-hashed "
+                                  "(Zhang et al.); k defaults to num_buckets", tied=("num_frequent",)),
+    # QR's size (m + ceil(v/m)) e is smallest near m = sqrt(v) and grows with m from there
+    "qr": Method(QREmbedding, (Knob("num_buckets", lambda v, d: range(math.isqrt(v - 1) + 1, v + 1)),),
+                 "quotient-remainder, U[i mod m] (op) V[i // m] (Shi et al.)"),
+    "memcom": Method(MEmComEmbedding, (_BUCKETS,), "U[i mod m] * V[i] (+ W[i]) (Pansare et al., Algorithms 2, 3)"),
+    "truncate": Method(TruncateEmbedding, (Knob("num_kept", lambda v, d: range(0, v)),),
+                       "the m most frequent features own a row, the rest share one"),
+    "low_dim": Method(LowDimEmbedding, (Knob("low_dim", _dims),),
+                      "smaller dimension, projected (or zero-padded) to the field dimension"),
+    "factorized": Method(FactorizedEmbedding, (Knob("hidden", _dims),), "low rank U (v x h) @ V (h x e) (ALBERT)"),
+    "mixed_dim": Method(MixedDimEmbedding, (Knob("alpha", _alphas, monotone=False),
+                                            Knob("base_dim", _dims, monotone=False)),
+                        "popularity blocks of decreasing dimension, projected (Ginart et al.); a budget sets "
+                        "alpha, or base_dim if alpha is given or cannot meet it"),
+    "tt": Method(TTEmbedding, (Knob("rank", lambda v, d: range(1, 2**16 + 1)),),
+                 "tensor-train cores (TT-Rec, Yin et al.)"),
+}
+
+
+def make_embedding(method: str, num_embeddings: int, dim: int, *, counts: Any = None, seed: int = 0,
+                   budget_params: int | None = None, budget_bytes: int | None = None,
+                   **hyper: Any) -> CompressedEmbedding:
+    """Build a ``method`` table for ``num_embeddings`` ids and vectors of width ``dim``.
+
+    Args:
+        method: a name in :data:`METHODS`.
+        counts: per-id counts, passed to the methods that use them (truncate, frequency-based double
+            hashing, mixed dimensions) and ignored by the others.
+        seed: seeds the table's initialisation (and hash functions).
+        budget_params, budget_bytes: at most one; the method's knob is set to fit it (see the module
+            docstring) and must not be given in ``hyper``.
+        **hyper: the method's hyperparameters (:meth:`Method.hyperparameters`), plus ``init_std`` and
+            ``sparse``.
+
+    Raises:
+        ValueError: unknown method or hyperparameter, bad values, both or neither of a knob and a
+            budget, or a budget below the method's smallest table.
+    """
+    spec = _method(method)
+    hyper = fit_hyperparameters(method, num_embeddings, dim, counts=counts, budget_params=budget_params,
+                                budget_bytes=budget_bytes, **hyper)
+    extra = {"counts": counts} if spec.accepts_counts() else {}
+    return spec.cls(num_embeddings, dim, **hyper, **extra, seed=seed)
+
+
+def fit_hyperparameters(method: str, num_embeddings: int, dim: int, *, counts: Any = None,
+                        budget_params: int | None = None, budget_bytes: int | None = None,
+                        **hyper: Any) -> dict[str, Any]:
+    """The keyword arguments :func:`make_embedding` passes to the method's class (without building it)."""
+    spec = _method(method)
+    accepted = spec.hyperparameters()
+    for name in hyper:
+        if name not in accepted:
+            raise ValueError(f"method {method!r} has no hyperparameter {name!r}; it takes {accepted}")
+    v = check_int("num_embeddings", num_embeddings, 1)
+    d = check_int("dim", dim, 1)
+    hyper = {**spec.fixed, **hyper}
+    budgets = {name: b for name, b in (("budget_params", budget_params), ("budget_bytes", budget_bytes))
+               if b is not None}
+    if len(budgets) > 1:
+        raise ValueError("give at most one of budget_params and budget_bytes")
+    if not budgets:
+        first = spec.knobs[0].name
+        if first not in hyper and inspect.signature(spec.cls).parameters[first].default is inspect.Parameter.empty:
+            raise ValueError(f"method {method!r} needs {first}= or a budget (budget_params= or budget_bytes=)")
+        return _tie(spec, hyper)
+    (budget_name, budget), = budgets.items()
+    if isinstance(budget, bool) or not isinstance(budget, Real) or not 0 < budget < math.inf:
+        raise ValueError(f"{budget_name} must be a positive number, got {budget!r}")
+    free = [k for k in spec.knobs if k.name not in hyper]
+    if not free:
+        names = " or ".join(f"{k.name}=" for k in spec.knobs)
+        raise ValueError(f"give either {names} or {budget_name}= for method {method!r}, not both")
+    extra = {"counts": counts} if spec.accepts_counts() else {}
+
+    def size(name: str, x: Any) -> int:
+        fp = spec.cls.footprint(v, d, **_tie(spec, {**hyper, name: x}), **extra)
+        return fp.params if budget_name == "budget_params" else fp.nbytes
+
+    for knob in free:  # the first knob that can meet the budget
+        best = _largest_fitting(partial(size, knob.name), knob.values(v, d), budget, knob.monotone)
+        if best is not None:
+            return _tie(spec, {**hyper, knob.name: best})
+    smallest = min(size(k.name, x) for k in free for x in (k.values(v, d)[:1] if k.monotone else k.values(v, d)))
+    unit = "parameters" if budget_name == "budget_params" else "bytes"
+    raise ValueError(f"{budget_name}={budget} is too small for method {method!r}: its smallest "
+                     f"{num_embeddings} x {dim} table needs {smallest} {unit}")
+
+
+def _method(method: str) -> Method:
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; methods are {list(METHODS)}")
+    return METHODS[method]
+
+
+def _tie(spec: Method, hyper: dict[str, Any]) -> dict[str, Any]:
+    knob = spec.knobs[0].name
+    return {**{name: hyper[knob] for name in spec.tied if knob in hyper}, **hyper}
+
+
+def _largest_fitting(size: Callable[[Any], int], values: Sequence[Any], budget: float, monotone: bool) -> Any:
+    """The value whose size is largest without exceeding ``budget`` (ties: the later value); None if none fits."""
+    if not monotone:
+        fits = [(size(x), i) for i, x in enumerate(values)]
+        fits = [f for f in fits if f[0] <= budget]
+        return values[max(fits)[1]] if fits else None
+    lo, hi = 0, len(values) - 1
+    if size(values[lo]) > budget:
+        return None
+    if size(values[hi]) <= budget:
+        return values[hi]
+    while hi - lo > 1:  # invariant: size(values[lo]) <= budget < size(values[hi])
+        mid = (lo + hi) // 2
+        if size(values[mid]) <= budget:
+            lo = mid
+        else:
+            hi = mid
+    return values[lo]
+
+
+__all__ = ["METHODS", "Knob", "Method", "fit_hyperparameters", "make_embedding"]

@@ -1,0 +1,348 @@
+"""Compressed embedding tables: one contract for every method, hand computations, the budget factory."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from saec.data import Field, Schema
+from saec.data.vocab import OOV_ID, PAD_ID
+from saec.nn import EmbeddingCollection
+from saec.nn.double_hashing import DoubleHashEmbedding
+from saec.nn.base import PRIME
+from saec.nn.hashing import HashEmbedding
+from saec.nn.mixed_dim import block_plan
+from saec.nn.registry import METHODS, fit_hyperparameters, make_embedding
+from saec.nn.tt import dim_factorization, row_factorization
+
+V, D = 60, 8
+SHUFFLED = np.random.default_rng(0).permutation(V).astype(np.int64) * 3 + 1  # top ids are not 0..k-1
+CASES = {  # case -> (method, hyperparameters, counts)
+    "hashing": ("hashing", {"num_buckets": 7}, None),
+    "hashing-universal": ("hashing", {"num_buckets": 7, "hash": "universal"}, None),
+    "double_hashing": ("double_hashing", {"num_buckets": 7}, None),
+    "double_hashing-sum": ("double_hashing", {"num_buckets": 7, "combine": "sum"}, None),
+    "freq_double_hashing": ("freq_double_hashing", {"num_buckets": 7, "num_frequent": 5}, None),
+    "freq_double_hashing-counts": ("freq_double_hashing", {"num_buckets": 7, "num_frequent": 5}, SHUFFLED),
+    "qr-mult": ("qr", {"num_buckets": 8}, None),
+    "qr-add": ("qr", {"num_buckets": 8, "operation": "add"}, None),
+    "qr-concat": ("qr", {"num_buckets": 8, "operation": "concat"}, None),
+    "memcom": ("memcom", {"num_buckets": 7}, None),
+    "memcom-bias": ("memcom", {"num_buckets": 7, "bias": True}, None),
+    "truncate": ("truncate", {"num_kept": 10}, None),
+    "truncate-counts": ("truncate", {"num_kept": 10}, SHUFFLED),
+    "low_dim": ("low_dim", {"low_dim": 3}, None),
+    "low_dim-pad": ("low_dim", {"low_dim": 3, "projection": "pad"}, None),
+    "factorized": ("factorized", {"hidden": 3}, None),
+    "mixed_dim": ("mixed_dim", {"base_dim": 8, "alpha": 0.5}, None),
+    "mixed_dim-counts": ("mixed_dim", {"base_dim": 6, "alpha": 0.8}, SHUFFLED[::-1].copy()),
+    "tt": ("tt", {"rank": 3}, None),
+}
+
+
+def build(case, seed=0, **kw):
+    method, hyper, counts = CASES[case]
+    return make_embedding(method, V, D, counts=counts, seed=seed, **{**hyper, **kw})
+
+
+def test_every_method_has_a_case():
+    assert {method for method, _, _ in CASES.values()} == set(METHODS)
+
+
+# -- the contract ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("case", CASES)
+def test_shapes_for_any_id_shape(case):
+    table = build(case)
+    assert (table.num_embeddings, table.embedding_dim) == (V, D)
+    ids = torch.tensor([[0, V - 1, 5], [7, 7, 30]])
+    out = table(ids)
+    assert out.shape == (2, 3, D) and out.dtype == torch.float32
+    assert torch.equal(table(ids.reshape(-1)), out.reshape(-1, D))
+    assert torch.equal(table(ids[1, 2]), out[1, 2])  # a 0-d id
+    assert table(ids.to(torch.int32)).shape == (2, 3, D)
+    assert table(torch.zeros(0, 4, dtype=torch.long)).shape == (0, 4, D)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_gradients_reach_every_parameter(case):
+    table = build(case)
+    out = table(torch.arange(V))
+    (out * torch.randn(out.shape, generator=torch.Generator().manual_seed(1))).sum().backward()
+    for name, p in table.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_sparse_gradients_train_with_adagrad(case):
+    table = build(case, sparse=True)
+    before = {n: p.detach().clone() for n, p in table.named_parameters()}
+    opt = torch.optim.Adagrad(table.parameters(), lr=0.1)
+    table(torch.arange(V)).pow(2).sum().neg().backward()
+    with torch.sparse.check_sparse_tensor_invariants(enable=True):
+        opt.step()
+    assert any(p.grad.is_sparse for p in table.parameters())
+    assert all(not torch.equal(before[n], p.detach()) for n, p in table.named_parameters())
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_seeded_and_leaves_the_global_rng_alone(case):
+    state = torch.get_rng_state()
+    a, b, c = build(case, seed=3), build(case, seed=3), build(case, seed=4)
+    assert torch.equal(torch.get_rng_state(), state)
+    sa, sb, sc = a.state_dict(), b.state_dict(), c.state_dict()
+    assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert any(not torch.equal(sa[k], sc[k]) for k in sa)
+    ids = torch.arange(V)
+    assert torch.equal(a(ids), b(ids))
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_reported_sizes_are_the_real_tensor_sizes(case):
+    method, hyper, counts = CASES[case]
+    table = build(case)
+    tensors = list(table.parameters()) + list(table.buffers())
+    assert table.nbytes() == sum(t.numel() * t.element_size() for t in tensors)
+    assert table.nbytes() == sum(t.numel() * t.element_size() for t in table.state_dict().values())
+    assert table.param_count() == sum(p.numel() for p in table.parameters())
+    fp = METHODS[method].cls.footprint(V, D, **fit_hyperparameters(method, V, D, counts=counts, **hyper),
+                                       counts=counts)
+    assert (fp.params, fp.nbytes) == (table.param_count(), table.nbytes())
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_drop_in_for_a_field_of_the_collection(case):
+    schema = Schema((Field("a", D), Field("b", D, multi_valued=True)))
+    emb = EmbeddingCollection(schema, {"a": V, "b": V})
+    for name in ("a", "b"):
+        emb.replace(name, build(case))
+    with torch.no_grad():
+        emb.oov["a"].fill_(5.0)
+        emb.oov["b"].fill_(-1.0)
+    a, b = emb({"a": torch.tensor([3, OOV_ID, V - 1]),
+                "b": torch.tensor([[0, 9, PAD_ID], [OOV_ID, 2, PAD_ID], [PAD_ID, PAD_ID, PAD_ID]])})
+    ta, tb = emb.tables["a"], emb.tables["b"]
+    assert torch.allclose(a[0], ta(torch.tensor(3))) and torch.equal(a[1], torch.full((D,), 5.0))
+    assert torch.allclose(a[2], ta(torch.tensor(V - 1)))
+    assert torch.allclose(b[0], (tb(torch.tensor(0)) + tb(torch.tensor(9))) / 2)
+    assert torch.allclose(b[1], (torch.full((D,), -1.0) + tb(torch.tensor(2))) / 2)
+    assert torch.equal(b[2], torch.zeros(D))
+    a.sum().backward()
+    assert all(p.grad is not None for p in ta.parameters())
+    assert emb.table_bytes()["a"] == ta.nbytes() + 4 * D
+
+
+@pytest.mark.parametrize("case", ["memcom", "tt", "truncate-counts"])
+def test_bad_ids(case):
+    table = build(case)
+    with pytest.raises(IndexError, match=r"\[0, 60\).*\[-1, 3\]"):
+        table(torch.tensor([3, -1]))
+    with pytest.raises(IndexError, match=r"\[0, 60\)"):
+        table(torch.tensor([[V]]))
+    with pytest.raises(TypeError, match="integer"):
+        table(torch.tensor([1.0]))
+
+
+# -- hand computations -----------------------------------------------------------------------------
+def randomise(table):
+    with torch.no_grad():
+        for p in table.parameters():
+            p.copy_(torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
+    return table
+
+
+@pytest.mark.parametrize("bias", [False, True])
+def test_memcom_is_u_of_i_mod_m_times_v_of_i_plus_w_of_i(bias):
+    table = randomise(make_embedding("memcom", V, D, num_buckets=7, bias=bias))
+    U, Vw = table.U.weight.detach(), table.V.weight.detach()
+    ids = torch.arange(V)
+    want = U[ids % 7] * Vw[ids]
+    if bias:
+        want = want + table.W.weight.detach()[ids]
+    assert torch.allclose(table(ids), want)
+    assert table.param_count() == 7 * D + V * (2 if bias else 1)
+    assert table.U.weight.shape == (7, D) and table.V.weight.shape == (V, 1)
+    fresh = make_embedding("memcom", V, D, num_buckets=7, bias=bias)  # starts as naive hashing
+    assert torch.equal(fresh(ids), fresh.U.weight.detach()[ids % 7])
+
+
+def test_naive_hashing_mod_and_universal():
+    table = make_embedding("hashing", V, D, num_buckets=7)
+    assert torch.equal(table(torch.arange(V)), table.T.weight.detach()[torch.arange(V) % 7])
+    uni = make_embedding("hashing", V, D, num_buckets=7, hash="universal", seed=5)
+    a, b = (int(x) for x in uni.hash_coeffs[0])
+    rows = [(a * i + b) % PRIME % 7 for i in range(V)]
+    assert torch.equal(uni(torch.arange(V)), uni.T.weight.detach()[rows])
+    assert uni.nbytes() == 7 * D * 4 + 16
+    big = HashEmbedding(PRIME, 2, num_buckets=3, hash="universal", init_std=1.0)  # ids near 2**31: no overflow
+    i = PRIME - 1
+    a, b = (int(x) for x in big.hash_coeffs[0])
+    assert torch.equal(big(torch.tensor(i)), big.T.weight.detach()[(a * i + b) % PRIME % 3])
+
+
+@pytest.mark.parametrize("combine", ["concat", "sum"])
+def test_double_hashing_combines_two_universal_hashes(combine):
+    table = make_embedding("double_hashing", V, D, num_buckets=7, combine=combine)
+    (a1, b1), (a2, b2) = table.hash_coeffs.tolist()
+    T1, T2 = table.T1.weight.detach(), table.T2.weight.detach()
+    for i in (0, 13, V - 1):
+        x1, x2 = T1[(a1 * i + b1) % PRIME % 7], T2[(a2 * i + b2) % PRIME % 7]
+        want = torch.cat([x1, x2]) if combine == "concat" else x1 + x2
+        assert torch.equal(table(torch.tensor(i)), want)
+    assert T1.shape == ((7, D // 2) if combine == "concat" else (7, D))
+    assert table.param_count() == 7 * D * (1 if combine == "concat" else 2)
+    pairs = table.buckets(torch.arange(V)).T.tolist()  # v/m^2 ~ 1.2: few pairs collide
+    assert len(set(map(tuple, pairs))) > 0.5 * V
+    with pytest.raises(ValueError, match="combine"):
+        make_embedding("double_hashing", V, 1, num_buckets=7)
+
+
+@pytest.mark.parametrize("counts", [None, SHUFFLED])
+def test_frequency_hashing_keeps_the_top_ids_unique(counts):
+    table = randomise(DoubleHashEmbedding(V, D, num_buckets=3, num_frequent=6, counts=counts))
+    top = list(range(6)) if counts is None else sorted(np.argsort(-counts, kind="stable")[:6].tolist())
+    out = table(torch.arange(V))
+    assert torch.equal(out[top], table.F.weight.detach())  # own rows, in id order
+    assert len({tuple(r) for r in out[top].tolist()}) == 6
+    plain = DoubleHashEmbedding(V, D, num_buckets=3)
+    plain.load_state_dict({k: v for k, v in table.state_dict().items() if not k.startswith(("F.", "frequent"))})
+    rest = [i for i in range(V) if i not in top]
+    assert torch.equal(out[rest], plain(torch.tensor(rest)))  # the rest are double-hashed
+    assert table.nbytes() == 4 * (6 * D + 3 * D) + 32 + (0 if counts is None else 4 * 6)
+
+
+@pytest.mark.parametrize("operation", ["mult", "add", "concat"])
+def test_qr_indices_and_composition(operation):
+    table = randomise(make_embedding("qr", V, D, num_buckets=8, operation=operation))
+    ids = torch.arange(V)
+    j, k = table.indices(ids)
+    assert j.tolist() == [i % 8 for i in range(V)] and k.tolist() == [i // 8 for i in range(V)]
+    assert len(set(zip(j.tolist(), k.tolist()))) == V  # every id its own (remainder, quotient) pair
+    U, Q = table.U.weight.detach(), table.V.weight.detach()
+    assert Q.shape[0] == math.ceil(V / 8)
+    want = {"mult": U[j] * Q[k], "add": U[j] + Q[k], "concat": torch.cat([U[j], Q[k]], dim=1)}[operation]
+    assert torch.allclose(table(ids), want)
+
+
+@pytest.mark.parametrize("counts", [None, SHUFFLED])
+def test_truncate_maps_rare_ids_to_the_shared_row(counts):
+    table = make_embedding("truncate", V, D, num_kept=10, counts=counts)
+    top = list(range(10)) if counts is None else sorted(np.argsort(-counts)[:10].tolist())
+    out, T = table(torch.arange(V)), table.T.weight.detach()
+    assert T.shape == (11, D) and torch.equal(out[top], T[:10])
+    rare = [i for i in range(V) if i not in top]
+    assert torch.equal(out[rare], T[10].expand(len(rare), D))
+    assert table.nbytes() == 11 * D * 4 + (0 if counts is None else 40)
+
+
+def test_low_dim_and_factorized_are_projections():
+    lin = make_embedding("low_dim", V, D, low_dim=3)
+    x = lin.table.weight.detach()
+    assert torch.allclose(lin(torch.arange(V)), x @ lin.P.detach()) and lin.param_count() == V * 3 + 3 * D
+    pad = make_embedding("low_dim", V, D, low_dim=3, projection="pad")
+    out = pad(torch.arange(V))
+    assert torch.equal(out[:, :3], pad.table.weight.detach()) and not out[:, 3:].any()
+    fac = make_embedding("factorized", V, D, hidden=3)
+    assert torch.allclose(fac(torch.arange(V)), fac.U.weight.detach() @ fac.V.detach())
+    assert fac.param_count() == V * 3 + 3 * D
+
+
+def test_mixed_dim_blocks_dims_and_projections():
+    assert block_plan(V, D, 8, 4, 0.5) == ([0, 3, 8, 22, 60], [8, 6, 4, 2])  # sizes 3, 5, 14, 38; 8 sqrt(3/n)
+    assert block_plan(V, D, 8, 4, 0.0)[1] == [8, 8, 8, 8]
+    counts = np.r_[np.full(3, 100.0), np.full(5, 25.0), np.full(14, 1.0), np.zeros(38)]
+    assert block_plan(V, D, 8, 4, 0.5, counts) == ([0, 3, 8, 22, 60], [8, 4, 1, 1])
+    table = make_embedding("mixed_dim", V, D, base_dim=8, alpha=0.5)
+    out = table(torch.arange(V))
+    for k, (lo, hi) in enumerate(zip(table.offsets[:-1], table.offsets[1:])):
+        x = table.tables[k].weight.detach()
+        want = x if k == 0 else x @ table.projections[str(k)].detach()
+        assert torch.allclose(out[lo:hi], want)
+    assert "0" not in table.projections  # the full-width block needs none
+    assert table.param_count() == 3 * 8 + 5 * 6 + 14 * 4 + 38 * 2 + (6 + 4 + 2) * D
+
+
+def test_tt_rows_are_rows_of_the_full_tensor_product():
+    assert row_factorization(60, 3) == [4, 4, 4] and row_factorization(1000, 3) == [10, 10, 10]
+    assert dim_factorization(64, 3) == [4, 4, 4] and dim_factorization(16, 3) == [2, 2, 4]
+    table = make_embedding("tt", V, D, rank=3, row_factors=[3, 4, 5], dim_factors=[2, 1, 4], init_std=1.0)
+    G = [table.core(k).detach() for k in range(3)]
+    assert [g.shape for g in G] == [(1, 3, 2, 3), (3, 4, 1, 3), (3, 5, 4, 1)]
+    full = torch.einsum("xiaA,AjbB,BkcY->ijkabc", *G).reshape(60, 8)  # (i1 i2 i3) x (e1 e2 e3)
+    assert torch.allclose(table(torch.arange(V)), full, atol=1e-6)
+    assert table.param_count() == 3 * 2 * 3 + 3 * 4 * 1 * 3 + 3 * 5 * 4
+    with pytest.raises(ValueError, match="dim_factors"):
+        make_embedding("tt", V, D, rank=2, dim_factors=[2, 2, 3])
+    with pytest.raises(ValueError, match="row_factors"):
+        make_embedding("tt", V, D, rank=2, row_factors=[3, 4, 4])
+
+
+# -- the factory -----------------------------------------------------------------------------------
+def size_of(method, budget_kind, **kw):
+    fp = METHODS[method].cls.footprint(V, D, **kw)
+    return fp.params if budget_kind == "budget_params" else fp.nbytes
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("budget_kind", ["budget_params", "budget_bytes"])
+def test_budget_gives_the_largest_table_that_fits(method, budget_kind):
+    spec = METHODS[method]
+    full = V * D * (1 if budget_kind == "budget_params" else 4)
+    for fraction in (0.45, 0.75):  # qr and mixed_dim need more than a quarter of this small table
+        budget = int(full * fraction)
+        hyper = fit_hyperparameters(method, V, D, **{budget_kind: budget})
+        table = make_embedding(method, V, D, **{budget_kind: budget})
+        got = table.param_count() if budget_kind == "budget_params" else table.nbytes()
+        assert got == size_of(method, budget_kind, **hyper) <= budget
+        knob = spec.knobs[0]
+        others = [size_of(method, budget_kind, **{**hyper, knob.name: x, **{t: x for t in spec.tied}})
+                  for x in knob.values(V, D)[:1000]]  # tt's ranks go to 2**16; those fitting are small
+        assert got == max(s for s in others if s <= budget)  # nothing the knob reaches fits closer
+
+
+def test_budget_errors_and_bad_arguments():
+    with pytest.raises(ValueError, match="budget_params=10 is too small.*memcom.*needs 68 parameters"):
+        make_embedding("memcom", V, D, budget_params=10)
+    with pytest.raises(ValueError, match="budget_bytes=50 is too small.*needs 96 bytes"):
+        make_embedding("tt", V, D, budget_bytes=50)
+    with pytest.raises(ValueError, match="budget_bytes"):
+        make_embedding("qr", V, D, budget_bytes=-5)
+    with pytest.raises(ValueError, match="at most one"):
+        make_embedding("qr", V, D, budget_bytes=500, budget_params=100)
+    with pytest.raises(ValueError, match="num_buckets= or budget_params="):
+        make_embedding("memcom", V, D, num_buckets=3, budget_params=1000)
+    with pytest.raises(ValueError, match="needs num_buckets= or a budget"):
+        make_embedding("hashing", V, D)
+    with pytest.raises(ValueError, match="unknown method 'lsh'"):
+        make_embedding("lsh", V, D, num_buckets=3)
+    with pytest.raises(ValueError, match="no hyperparameter 'buckets'"):
+        make_embedding("memcom", V, D, buckets=3)
+    with pytest.raises(ValueError, match="no hyperparameter 'num_frequent'"):
+        make_embedding("double_hashing", V, D, num_buckets=3, num_frequent=2)
+    bad = [("memcom", {"num_buckets": 0}, "num_buckets"), ("memcom", {"num_buckets": V + 1}, "num_buckets"),
+           ("memcom", {"num_buckets": 2.5}, "num_buckets"), ("memcom", {"num_buckets": 3, "bias": 1}, "bias"),
+           ("hashing", {"num_buckets": 3, "hash": "md5"}, "hash"), ("qr", {"num_buckets": 3, "operation": "div"}, "operation"),
+           ("truncate", {"num_kept": V}, "num_kept"), ("low_dim", {"low_dim": D + 1}, "low_dim"),
+           ("low_dim", {"low_dim": 2, "projection": "crop"}, "projection"), ("factorized", {"hidden": 0}, "hidden"),
+           ("mixed_dim", {"alpha": 2.0}, "alpha"), ("mixed_dim", {"num_blocks": V + 1}, "num_blocks"),
+           ("tt", {"rank": 0}, "rank"), ("tt", {"num_cores": 1}, "num_cores"),
+           ("freq_double_hashing", {"num_buckets": 3, "num_frequent": -1}, "num_frequent"),
+           ("memcom", {"num_buckets": 3, "init_std": 0.1, "sparse": "yes"}, "sparse")]
+    for method, hyper, name in bad:
+        with pytest.raises(ValueError, match=name):
+            make_embedding(method, V, D, **hyper)
+    with pytest.raises(ValueError, match="seed"):
+        make_embedding("memcom", V, D, num_buckets=3, seed=-1)
+    with pytest.raises(ValueError, match="counts"):
+        make_embedding("truncate", V, D, num_kept=3, counts=np.ones(V - 1))
+    with pytest.raises(ValueError, match="alpha"):  # checked while searching, too
+        make_embedding("mixed_dim", V, D, alpha=-1.0, budget_params=200)
+
+
+def test_factory_passes_counts_only_where_used_and_ties_frequent_to_buckets():
+    for method in METHODS:
+        assert make_embedding(method, V, D, counts=SHUFFLED, budget_params=V * D // 3).param_count() <= V * D // 3
+    fdh = make_embedding("freq_double_hashing", V, D, budget_params=200)
+    assert fdh.num_frequent == fdh.num_buckets and fdh.param_count() <= 200
+    mde = make_embedding("mixed_dim", V, D, alpha=0.5, budget_params=200)  # alpha given: the budget sets base_dim
+    assert mde.alpha == 0.5 and mde.base_dim < D and mde.param_count() <= 200
