@@ -253,3 +253,30 @@ def test_drop_in_for_nn_embedding_in_a_plain_model():
     assert out.shape == (2, 2)
     out.sum().backward()
     assert model.user.codebook.grad is not None and model.user.num_embeddings == 3000
+
+
+def test_retraining_continues_the_full_models_adagrad_state():
+    from saec.pipeline.flow import carry_optimizer
+    from saec.train.loop import TrainConfig, make_optimizer
+
+    schema = Schema((Field("big", 3), Field("small", 2)))
+    cfg = TrainConfig()
+    model = build_model("dssm", schema, {"big": 400, "small": 5}, hidden=(4,))
+    opt = make_optimizer(model, cfg)
+    ids = {"big": torch.arange(400), "small": torch.arange(400) % 5}
+    for _ in range(2):
+        opt.zero_grad()
+        model(ids).pow(2).sum().backward()
+        opt.step()
+    for mode in ("mean", "sum"):
+        compressed, fields = compress_model(model, None, SaecConfig(k=4, eligibility=10), grad_mode=mode)
+        carried = carry_optimizer(model, opt, compressed, cfg)
+        full_mlp = opt.state[model.mlp[0].weight]["sum"]
+        assert torch.equal(carried.state[compressed.mlp[0].weight]["sum"], full_mlp)
+        small = compressed.embeddings.tables["small"].weight
+        assert torch.equal(carried.state[small]["sum"].to_dense(), opt.state[model.embeddings.tables["small"].weight]["sum"].to_dense())
+        acc = opt.state[model.embeddings.tables["big"].weight]["sum"].to_dense()
+        mask = torch.as_tensor(fields["big"].mask.astype(np.int64))
+        members = acc[mask == 1]
+        want = members.mean(0) if mode == "mean" else members.sum(0)
+        assert torch.allclose(carried.state[compressed.embeddings.tables["big"].codebook]["sum"][1], want)

@@ -8,11 +8,13 @@ of compression" (§2.1), and serves that. :func:`run_saec` does this once on a s
 
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator
 
 import numpy as np
+import torch
 from torch import nn
 
 from saec.cluster.saec import FieldCompression, SaecConfig, SizeReport, size_report
@@ -21,13 +23,48 @@ from saec.data.dataset import CTRData
 from saec.data.synthetic import SyntheticTrace
 from saec.data.task import CTRTask
 from saec.models import build_model
+from saec.nn.clustered import ClusteredEmbedding
 from saec.train.loop import History, TrainConfig, evaluate, fit, make_optimizer, train_epoch
 from saec.train.stream import StreamingRun
 
 
-def retrain(compressed: nn.Module, train: CTRData, cfg: TrainConfig) -> float:
-    """One epoch on the same data with a fresh optimizer (§2.1, §2.3); returns the seconds taken."""
-    stats = train_epoch(compressed, train, make_optimizer(compressed, cfg), cfg.batch_size, seed=cfg.seed + 10_007,
+def carry_optimizer(full: nn.Module, full_optimizer: torch.optim.Optimizer, compressed: nn.Module,
+                    cfg: TrainConfig) -> torch.optim.Optimizer:
+    """An optimizer for ``compressed`` that continues ``full_optimizer``'s state (Adagrad accumulators).
+
+    Parameters the two models share (the MLP, tables left full, OOV vectors) keep their state. A codebook
+    row of a ClusteredEmbedding starts from its members' accumulators: their mean when the codebook gets
+    the members' mean gradient (Saec §2.3, ``grad_mode="mean"``), their sum for ``"sum"``. A fresh state
+    instead makes Adagrad's first retraining steps as large as the learning rate on every coordinate,
+    which on a model trained for many hours costs more accuracy than compression does
+    (docs/results/trace_saec.md).
+    """
+    optimizer = make_optimizer(compressed, cfg)
+    if type(optimizer) is not type(full_optimizer):
+        return optimizer
+    sources = dict(full.named_parameters())
+    for name, p in compressed.named_parameters():
+        src = sources.get(name)
+        if src is not None and src.shape == p.shape and src in full_optimizer.state:
+            optimizer.state[p] = copy.deepcopy(full_optimizer.state[src])
+    for name, table in compressed.embeddings.tables.items():
+        state = full_optimizer.state.get(getattr(full.embeddings.tables[name], "weight", None))
+        if not isinstance(table, ClusteredEmbedding) or not state or "sum" not in state:
+            continue
+        members = table.mask.long()
+        acc = torch.zeros_like(table.codebook).index_add_(0, members, state["sum"].to_dense())
+        if table.grad_mode == "mean":
+            acc /= torch.bincount(members, minlength=table.k).clamp(min=1).unsqueeze(1).to(acc.dtype)
+        optimizer.state[table.codebook] = {**copy.deepcopy({k: v for k, v in state.items() if k != "sum"}), "sum": acc}
+    return optimizer
+
+
+def retrain(compressed: nn.Module, train: CTRData, cfg: TrainConfig,
+            optimizer: torch.optim.Optimizer | None = None) -> float:
+    """One epoch on the same data (§2.1, §2.3) with ``optimizer`` (see :func:`carry_optimizer`; default a
+    fresh one); returns the seconds taken."""
+    optimizer = optimizer if optimizer is not None else make_optimizer(compressed, cfg)
+    stats = train_epoch(compressed, train, optimizer, cfg.batch_size, seed=cfg.seed + 10_007,
                         progress=cfg.progress, desc="retrain")
     return stats["seconds"]
 
@@ -57,7 +94,8 @@ def run_saec(task: CTRTask, saec: SaecConfig, cfg: TrainConfig, model_name: str 
     """
     model = build_model(model_name, task.schema, task.num_embeddings, hidden=hidden, seed=cfg.seed)
     start = time.perf_counter()
-    history = fit(model, task.train, task.valid, cfg)
+    optimizer = make_optimizer(model, cfg)
+    history = fit(model, task.train, task.valid, cfg, optimizer)
     train_s = time.perf_counter() - start
     counts = {name: v.counts for name, v in task.vocabs.items()}
     start = time.perf_counter()
@@ -66,7 +104,7 @@ def run_saec(task: CTRTask, saec: SaecConfig, cfg: TrainConfig, model_name: str 
                         timing={"train_s": train_s, "compress_s": time.perf_counter() - start})
     result.metrics["full"] = evaluate(model, task.test)
     result.metrics["compressed"] = evaluate(compressed, task.test)
-    result.timing["retrain_s"] = retrain(compressed, task.train, cfg)
+    result.timing["retrain_s"] = retrain(compressed, task.train, cfg, carry_optimizer(model, optimizer, compressed, cfg))
     result.metrics["saec"] = evaluate(compressed, task.test)
     return result
 
@@ -89,7 +127,8 @@ def periodic_saec(trace: SyntheticTrace, saec: SaecConfig, cfg: TrainConfig, mod
         counts = {name: v.counts for name, v in run.vocabs.items()}
         start = time.perf_counter()
         compressed, fields = compress_model(run.model, counts, saec, grad_mode)
-        timing = {"compress_s": time.perf_counter() - start, "retrain_s": retrain(compressed, run.train_data, cfg)}
+        carried = carry_optimizer(run.model, run.optimizer, compressed, cfg)
+        timing = {"compress_s": time.perf_counter() - start, "retrain_s": retrain(compressed, run.train_data, cfg, carried)}
         sizes = size_report(fields.values())
         m = evaluate(compressed, run.test_data)
         row.update({

@@ -121,10 +121,14 @@ class History:
         return asdict(self)
 
 
-def fit(model: nn.Module, train: CTRData, valid: CTRData, cfg: TrainConfig) -> History:
+def fit(model: nn.Module, train: CTRData, valid: CTRData, cfg: TrainConfig,
+        optimizer: torch.optim.Optimizer | None = None) -> History:
     """Train up to ``cfg.epochs`` epochs, stop after ``cfg.patience`` epochs without a better validation
-    AUC, and leave ``model`` holding the best epoch's weights."""
-    optimizer = make_optimizer(model, cfg)
+    AUC, and leave ``model`` holding the best epoch's weights.
+
+    Pass an ``optimizer`` to keep its state afterwards (it holds the last epoch's state, not the best's).
+    """
+    optimizer = optimizer if optimizer is not None else make_optimizer(model, cfg)
     history = History()
     best_auc, best_state, stale = -np.inf, None, 0
     for epoch in range(cfg.epochs):
