@@ -318,6 +318,8 @@ def sci(x: float) -> str:
 
 
 def plot(runs: list[dict[str, Any]], path: Path, top_ns: list[int]) -> None:
+    from saec.bench.report import save_figure
+
     import matplotlib
 
     matplotlib.use("Agg")
@@ -355,16 +357,7 @@ def plot(runs: list[dict[str, Any]], path: Path, top_ns: list[int]) -> None:
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=110)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        plt.close(fig)
-        Path(tmp).unlink(missing_ok=True)
+    save_figure(fig, path)
 
 
 def main(argv: list[str] | None = None) -> None:

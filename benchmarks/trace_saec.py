@@ -37,7 +37,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from saec.bench.report import environment, header, markdown_table, peak_rss_mib
+from saec.bench.report import environment, header, markdown_table, peak_rss_mib, save_figure
 from saec.cluster.kmeans import assign, top_indices
 from saec.cluster.saec import SaecConfig, size_report
 from saec.compress import compress_model
@@ -621,18 +621,7 @@ def plot_k(path: Path, res: dict[str, Any]) -> None:
 
 
 def save_fig(fig, path: Path) -> None:
-    import matplotlib.pyplot as plt
-
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=110)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    save_figure(fig, path)
 
 
 def write_report(res: dict[str, Any], out: Path) -> None:
