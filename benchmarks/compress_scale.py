@@ -31,6 +31,7 @@ Run from the repository root; on a machine shared with other benchmarks, under t
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -230,14 +231,12 @@ class RssPoller(threading.Thread):
     def run(self) -> None:
         path = f"/proc/{self.pid}/status"
         while not self.done.is_set():
-            try:
-                with open(path) as f:
-                    for line in f:
-                        key, _, value = line.partition(":")
-                        if key in self.peak:
-                            self.peak[key] = max(self.peak[key], int(value.split()[0]) * 1024)
-            except (OSError, ValueError, IndexError):
-                pass
+            # the process may exit between polls: a vanished or half-written status file is skipped
+            with contextlib.suppress(OSError, ValueError, IndexError), open(path) as f:
+                for line in f:
+                    key, _, value = line.partition(":")
+                    if key in self.peak:
+                        self.peak[key] = max(self.peak[key], int(value.split()[0]) * 1024)
             self.done.wait(self.interval)
 
 

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow.parquet as pq
 
 from saec.data.schema import Field, Schema
 from saec.data.dataset import is_list_column
@@ -107,6 +108,14 @@ def read_table(path: str | Path, columns: list[str] | None = None) -> pd.DataFra
     if not path.is_file():
         raise FileNotFoundError(f"no data file at {path}")
     sep = SUFFIXES[path.suffix.lower()]
+    if sep is None and columns is not None:  # name missing columns from the footer, before reading any data
+        try:
+            present = pq.read_schema(path).names
+        except Exception as e:
+            raise ValueError(f"{path}: could not read the file ({type(e).__name__}: {e})") from None
+        missing = [c for c in columns if c not in present]
+        if missing:
+            raise ValueError(f"{path}: columns {missing} not found; it has {present}")
     try:
         if sep is None:
             frame = pd.read_parquet(path, columns=columns)
@@ -122,11 +131,6 @@ def tabular_ctr(spec: TableSpec, vocabs: dict[str, Vocabulary] | None = None) ->
     """Read, label, split by time (or row order) and encode a user's click log."""
     schema = spec.schema
     wanted = schema.names + [spec.label] + ([spec.time] if spec.time else [])
-    header = read_table(spec.path).columns if spec.path.suffix.lower() in (".parquet", ".pq") else None
-    if header is not None:
-        missing = [c for c in wanted if c not in header]
-        if missing:
-            raise ValueError(f"{spec.path}: columns {missing} not found; it has {list(header)}")
     frame = read_table(spec.path, columns=list(dict.fromkeys(wanted)))
     for f in schema.fields:  # one spelling per value whatever the file's column types; lists stay lists
         col = frame[f.name]
