@@ -95,9 +95,12 @@ def assign(x: np.ndarray, centroids: np.ndarray, out: np.ndarray | None = None,
     index = _index(centroids)
     for start in range(0, n, chunk):
         block = np.ascontiguousarray(x[start : start + chunk], dtype=np.float32)
-        bad = ~np.isfinite(block).all(axis=1)
-        if bad.any():
-            raise ValueError(f"{what}: row {start + int(np.flatnonzero(bad)[0])} holds NaN or infinity")
         _, labels = index.search(block, 1)
+        # faiss leaves the label at -1 when no distance compares below its start value, which is what a
+        # NaN or infinite row gives; checking labels is much cheaper than scanning the block for them
+        if (labels < 0).any():
+            bad = ~np.isfinite(block).all(axis=1) | (labels[:, 0] < 0)
+            row = start + int(np.flatnonzero(bad)[0])
+            raise ValueError(f"{what}: row {row} holds NaN or infinity (or values too large for float32 distances)")
         out[start : start + len(block)] = labels[:, 0]
     return out
