@@ -222,9 +222,11 @@ def cmd_run(args: argparse.Namespace) -> None:
     from saec.pipeline.flow import run_saec
 
     cfg, task, hidden = _train_setup(args)
-    result = run_saec(task, _saec_config(args), cfg, args.model, hidden, args.grad_mode)
+    result = run_saec(task, _saec_config(args), cfg, args.model, hidden, args.grad_mode,
+                      retrain_targets=args.retrain_on)
     print(f"\nSaec (k={args.k}, eligibility {args.eligibility:g} x k, init {args.init}, "
-          f"{'vanilla' if args.vanilla else 'fast'} clustering) on {task.name}, {args.model}:\n")
+          f"{'vanilla' if args.vanilla else 'fast'} clustering, retrained on the {args.retrain_on}) "
+          f"on {task.name}, {args.model}:\n")
     print(_table(_size_rows(result.fields, timing=False)))
     sizes = result.sizes
     rows = [["model", "vectors", "bytes", "ratio", "test AUC", "test log loss"]]
@@ -299,6 +301,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_options(p)
     _add_train_options(p)
     _add_saec_options(p, eligibility=10.0)
+    p.add_argument_group("retraining").add_argument(
+        "--retrain-on", choices=["labels", "full"], default="labels",
+        help="the retraining epoch fits the labels (Saec §2.1) or the full model's predictions (distillation; "
+             "better when a second pass over the same data overfits, see docs/results/trace_retrain.md) (labels)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("compress", help="compress a saved model or a folder of .npy tables (a parameter-server dump)")

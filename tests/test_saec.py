@@ -280,3 +280,30 @@ def test_retraining_continues_the_full_models_adagrad_state():
         members = acc[mask == 1]
         want = members.mean(0) if mode == "mean" else members.sum(0)
         assert torch.allclose(carried.state[compressed.embeddings.tables["big"].codebook]["sum"][1], want)
+
+
+def test_retraining_toward_the_full_model_fits_its_predictions_not_the_labels():
+    import copy
+
+    from saec.data.dataset import CTRData
+    from saec.pipeline.flow import distill_targets, retrain, run_saec
+    from saec.train.loop import TrainConfig, predict
+
+    schema = Schema((Field("big", 3), Field("small", 2)))
+    model = build_model("dssm", schema, {"big": 400, "small": 5}, hidden=(4,))
+    rng = np.random.default_rng(0)
+    data = CTRData({"big": rng.integers(0, 400, 2000), "small": rng.integers(0, 5, 2000)},
+                   rng.integers(0, 2, 2000).astype(np.float32))
+    soft = distill_targets(model, data)
+    assert np.allclose(soft.labels, predict(model, data)) and soft.ids is data.ids
+    # a model retrained toward its own predictions has (up to rounding) zero gradients: plain SGD leaves it
+    # where it was, while fitting the labels moves it
+    cfg = TrainConfig(optimizer="sgd", lr=0.1, progress=False)
+    same, fitted = copy.deepcopy(model), copy.deepcopy(model)
+    retrain(same, data, cfg, full=model)
+    retrain(fitted, data, cfg)
+    moved = [(a - b).abs().max().item() for a, b in zip(same.parameters(), model.parameters())]
+    assert max(moved) < 1e-5
+    assert max((a - b).abs().max().item() for a, b in zip(fitted.parameters(), model.parameters())) > 1e-3
+    with pytest.raises(ValueError, match="retrain_targets"):
+        run_saec(None, SaecConfig(k=4), cfg, retrain_targets="teacher")
