@@ -151,7 +151,7 @@ def cmd_stream(args: argparse.Namespace) -> None:
 
     trace = SyntheticTrace(TraceConfig.preset(args.preset, seed=args.seed))
     cfg = TrainConfig(lr=args.lr, batch_size=args.batch_size, seed=args.seed, progress=not args.quiet)
-    run = StreamingRun(trace, args.model, cfg)
+    run = StreamingRun(trace, args.model, cfg, min_count=args.min_count)
     rows = [["hour", "features", "AUC", "Bayes AUC", "log loss", "Bayes log loss", "train s"]]
     results = []
     for r in run.run(args.hours):
@@ -324,6 +324,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", choices=["dssm", "deepfm"], default="dssm", help="(dssm)")
     p.add_argument("--lr", type=float, default=0.01, help="Adagrad learning rate (0.01)")
     p.add_argument("--batch-size", type=int, default=1024, help="(1024)")
+    p.add_argument("--min-count", type=int, default=1,
+                   help="a feature gets its own row once seen this often; before that it trains the OOV vector (1)")
     p.add_argument("--seed", type=int, default=0, help="seed of the trace and the model (0)")
     p.add_argument("--out", type=Path, help="JSON file for the per-hour results")
     p.add_argument("--quiet", action="store_true", help="no progress bars")

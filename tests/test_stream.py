@@ -49,3 +49,16 @@ def test_stream_command(tmp_path, capsys):
     assert "Bayes AUC" in out and "1->2" in out and (tmp_path / "s.json").is_file()
     with pytest.raises(ValueError, match="hours"):
         list(StreamingRun(SyntheticTrace(TraceConfig.preset("tiny"))).run(hours=1))
+
+
+def test_min_count_lets_the_oov_vector_learn_from_first_sightings():
+    trace = SyntheticTrace(TraceConfig.preset("tiny", samples_per_hour=3000))
+    cfg = TrainConfig(lr=0.05, batch_size=256, progress=False)
+    runs = {m: StreamingRun(trace, cfg=cfg, hidden=(16,), min_count=m) for m in (1, 2)}
+    for run in runs.values():
+        list(run.run(hours=3))
+    oov = {m: max(float(p.detach().abs().max()) for p in r.model.embeddings.oov.values()) for m, r in runs.items()}
+    assert oov[1] == 0.0 < oov[2]  # with min_count 1 no training value is OOV, so the OOV vectors never move
+    for n in trace.names:  # values seen once are held back (pending) instead of getting a row
+        assert len(runs[2].vocabs[n]) <= len(runs[1].vocabs[n])
+    assert sum(len(v) for v in runs[2].vocabs.values()) < sum(len(v) for v in runs[1].vocabs.values())

@@ -689,12 +689,14 @@ class SyntheticTrace:
         return [self.table(hour, f, vectors=vectors, noise=noise) for f in range(self.config.n_fields)]
 
 
-def encode_segment(seg: Segment, vocabs: dict[str, Vocabulary], grow: bool = False) -> CTRData:
+def encode_segment(seg: Segment, vocabs: dict[str, Vocabulary], grow: bool = False, min_count: int = 1) -> CTRData:
     """Encode a segment with per-field vocabularies into :class:`CTRData`.
 
     Streaming protocol (Saec §2.1): train on hour ``t`` with ``grow=True`` (each vocabulary first
-    admits the hour's new features, creating missing vocabularies in ``vocabs``), then evaluate hour
-    ``t + 1`` with ``grow=False`` so its unseen features encode to the OOV id -1.
+    admits the hour's new features, creating missing vocabularies in ``vocabs`` with ``min_count``),
+    then evaluate hour ``t + 1`` with ``grow=False`` so its unseen features encode to the OOV id -1.
+    With ``min_count > 1`` a feature stays OOV in training until seen that often, so the OOV vector
+    learns from first sightings -- what it serves at test time.
     """
     missing = [name for name in seg.raw if name not in vocabs]
     if missing and not grow:
@@ -702,6 +704,6 @@ def encode_segment(seg: Segment, vocabs: dict[str, Vocabulary], grow: bool = Fal
     ids = {}
     for name, raw in seg.raw.items():
         if grow:
-            vocabs.setdefault(name, Vocabulary()).update(raw)
+            vocabs.setdefault(name, Vocabulary(min_count)).update(raw)
         ids[name] = vocabs[name].encode(raw)
     return CTRData(ids, seg.labels)

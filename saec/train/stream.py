@@ -51,8 +51,9 @@ class StreamingRun:
     """
 
     def __init__(self, trace: SyntheticTrace, model_name: str = "dssm", cfg: TrainConfig | None = None,
-                 hidden: tuple[int, ...] = (256, 128)) -> None:
+                 hidden: tuple[int, ...] = (256, 128), min_count: int = 1) -> None:
         self.trace, self.model_name, self.cfg, self.hidden = trace, model_name, cfg or TrainConfig(), hidden
+        self.min_count = min_count  # a feature gets its own row once seen this often; until then it is OOV
         self.vocabs: dict[str, Vocabulary] = {}
         self.model: nn.Module | None = None
         self.optimizer: torch.optim.Optimizer | None = None
@@ -70,7 +71,8 @@ class StreamingRun:
         if not 2 <= hours <= trace.config.hours:
             raise ValueError(f"hours must be in [2, {trace.config.hours}] (one to train, the next to test), got {hours}")
         for h in tqdm(range(hours - 1), desc="hours", disable=not cfg.progress):
-            self.train_data = train = encode_segment(trace.segment(h), self.vocabs, grow=True)
+            self.train_data = train = encode_segment(trace.segment(h), self.vocabs, grow=True,
+                                                            min_count=self.min_count)
             if self.model is None:
                 self.model = build_model(self.model_name, trace.schema, self._sizes(), hidden=self.hidden,
                                          seed=cfg.seed)
