@@ -118,6 +118,9 @@ def summarise(r: dict[str, Any]) -> list[dict[str, Any]]:
 def render(res: dict[str, Any], argv: list[str], pngs: dict[float, str]) -> str:
     parts = [header("Saec retraining on the synthetic trace: targets, optimizer state, k", argv)]
     parts.append(f"- peak RSS: {res['peak_rss_mib']:,.0f} MiB; wall time {res['wall_s'] / 60:.1f} min\n")
+    if len(res.get("commands", [])) > 1:
+        parts.append("\nThe numbers come from these runs (in parallel, one per learning rate), rendered by the command "
+                     "above:\n\n```\n" + "\n".join(res["commands"]) + "\n```\n")
     parts.append(f"""
 ## Setup
 
@@ -206,7 +209,16 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="tiny trace, for a smoke run")
     ap.add_argument("--out", type=Path, default=Path("docs/results/trace_retrain.md"))
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--from-json", type=Path, nargs="+", default=None,
+                    help="only render OUT from --json files of earlier runs (e.g. one per learning rate, run in parallel)")
     args = ap.parse_args()
+    if args.from_json:
+        parts = [json.loads(p.read_text()) for p in args.from_json]
+        res = {**parts[0], "runs": [r for part in parts for r in part["runs"]],
+               "wall_s": max(part["wall_s"] for part in parts), "peak_rss_mib": max(part["peak_rss_mib"] for part in parts),
+               "commands": [c for part in parts for c in part.get("commands", [])]}
+        write_report(res, args.out, ["python", "benchmarks/trace_retrain.py", *sys.argv[1:]])
+        return
     torch.set_num_threads(args.threads)
     if args.quick:
         tc = TraceConfig(n_fields=6, final_features=200_000, hours=6, samples_per_hour=20_000, field_sigma=1.5)
@@ -219,24 +231,29 @@ def main() -> None:
     res: dict[str, Any] = {"trace": f"TraceConfig(n_fields={tc.n_fields}, final_features={tc.final_features}, "
                                     f"hours={tc.hours}, samples_per_hour={tc.samples_per_hour}, "
                                     f"field_sigma={tc.field_sigma})",
-                           "at": at, "seeds": args.seeds, "runs": []}
+                           "at": at, "seeds": args.seeds, "runs": [],
+                           "commands": [" ".join(["python", "benchmarks/trace_retrain.py", *sys.argv[1:]])]}
     for lr in args.lrs:
         res["runs"].append(run_lr(trace, lr, at, configs, args.seeds, max(at) + 2))
         if args.json:
             args.json.write_text(json.dumps(res, indent=1))
     res["wall_s"] = time.perf_counter() - t0
     res["peak_rss_mib"] = peak_rss_mib()
-    pngs = {}
-    for r in res["runs"]:
-        png = args.out.with_name(f"{args.out.stem}_lr{r['lr']:g}.png")
-        plot(png, r)
-        pngs[r["lr"]] = png.name
-    from saec.io import write_text
-
-    write_text(args.out, render(res, ["python", "benchmarks/trace_retrain.py", *sys.argv[1:]], pngs))
     if args.json:
         args.json.write_text(json.dumps(res, indent=1))
+    write_report(res, args.out, ["python", "benchmarks/trace_retrain.py", *sys.argv[1:]])
     log(f"wrote {args.out} in {res['wall_s'] / 60:.1f} min")
+
+
+def write_report(res: dict[str, Any], out: Path, argv: list[str]) -> None:
+    from saec.io import write_text
+
+    pngs = {}
+    for r in res["runs"]:
+        png = out.with_name(f"{out.stem}_lr{r['lr']:g}.png")
+        plot(png, r)
+        pngs[r["lr"]] = png.name
+    write_text(out, render(res, argv, pngs))
 
 
 if __name__ == "__main__":
