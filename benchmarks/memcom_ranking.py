@@ -1,0 +1,358 @@
+"""MEmCom §5.2 on MovieLens-1M: relative nDCG@10 loss vs compression ratio for every embedding method.
+
+Writes docs/results/memcom_ranking.md and docs/results/memcom_ranking.png. Run from the repository root
+(on a shared machine, under the benchmark lock):
+
+    flock /tmp/saec-bench.lock python benchmarks/memcom_ranking.py --json /tmp/memcom_ranking.json
+
+``--quick`` is a smoke run (small dimension, three methods, two ratios, two epochs) that writes to
+/tmp/saec-quick/ unless ``--out`` is given.
+
+Every run trains a fresh network (:mod:`saec.models.ranking`) whose input table is the method's table
+sized by ``make_embedding(budget_params = (num_items + 1) * dim / ratio)``; ratio 1 is the uncompressed
+``nn.Embedding``. The output (softmax) layer is never compressed, as in the paper, so the ratio over all
+model parameters is smaller than the input-table ratio; both are reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from saec.bench.report import header, markdown_table, peak_rss_mib, save_figure
+from saec.data import movielens
+from saec.data.ranking import RankingTask, movielens_ranking
+from saec.io import write_text
+from saec.models.ranking import PointwiseRanker, RankNet, param_count
+from saec.nn.registry import fit_hyperparameters, make_embedding
+from saec.train.ranking import RankingConfig, evaluate, fit
+
+REFERENCE = "uncompressed"
+VARIANTS = {  # name in the report -> (registry method, fixed hyperparameters)
+    "memcom": ("memcom", {"bias": False}),
+    "memcom_bias": ("memcom", {"bias": True}),
+    "hashing": ("hashing", {}),
+    "double_hashing": ("double_hashing", {}),
+    "freq_double_hashing": ("freq_double_hashing", {}),
+    "qr_mult": ("qr", {"operation": "mult"}),
+    "qr_concat": ("qr", {"operation": "concat"}),
+    "truncate": ("truncate", {}),
+    "low_dim": ("low_dim", {"projection": "pad"}),
+    "factorized": ("factorized", {}),
+    "mixed_dim": ("mixed_dim", {}),
+    "tt": ("tt", {}),
+}
+LABELS = {"memcom": "MEmCom (no bias)", "memcom_bias": "MEmCom (with bias)", REFERENCE: "uncompressed"}
+KNOBS = ("num_buckets", "num_kept", "low_dim", "hidden", "alpha", "rank", "num_frequent")
+
+
+def reference_table(num_items: int, dim: int, seed: int) -> nn.Embedding:
+    """The uncompressed input table, drawn like the compressed ones (N(0, 0.01^2), own generator)."""
+    table = nn.Embedding(num_items + 1, dim)
+    with torch.no_grad():
+        table.weight.normal_(0.0, 0.01, generator=torch.Generator().manual_seed(seed))
+    return table
+
+
+def run_one(task: RankingTask, variant: str, ratio: int, seed: int, loss: str, args) -> dict:
+    """Train and test one (variant, ratio, seed, loss); a method that cannot meet the budget gives an error row."""
+    v, d = task.num_items + 1, args.dim
+    full = v * d
+    row: dict = {"variant": variant, "ratio": ratio, "seed": seed, "loss": loss}
+    if variant == REFERENCE:
+        table = reference_table(task.num_items, d, seed)
+    else:
+        method, fixed = VARIANTS[variant]
+        try:
+            hyper = fit_hyperparameters(method, v, d, counts=task.counts, budget_params=full // ratio, **fixed)
+        except ValueError as exc:
+            return {**row, "error": str(exc)}
+        row["hyper"] = {k: hyper[k] for k in KNOBS if k in hyper}
+        table = make_embedding(method, v, d, counts=task.counts, seed=seed, **hyper)
+    cls = RankNet if loss == "ranknet" else PointwiseRanker
+    model = cls(table, task.num_items, seed=seed)
+    cfg = RankingConfig(loss=loss, lr=args.lr if loss == "softmax" else args.ranknet_lr, epochs=args.epochs,
+                        patience=args.patience, batch_size=args.batch_size, negatives=args.negatives, seed=seed,
+                        progress=False)
+    start = time.perf_counter()
+    history = fit(model, task.train, task.valid, cfg)
+    emb_params = sum(p.numel() for p in table.parameters())
+    out_params = param_count(model) - emb_params
+    return {**row, "emb_params": emb_params, "model_params": emb_params + out_params,
+            "emb_ratio": full / emb_params, "model_ratio": (full + out_params) / (emb_params + out_params),
+            "best_epoch": history.best_epoch, "epochs": len(history.epochs), "seconds": time.perf_counter() - start,
+            "valid_ndcg": max(e["valid_ndcg"] for e in history.epochs), **evaluate(model, task.test, 10)}
+
+
+class Popularity(nn.Module):
+    """Scores every item by its training count, whatever the history (a floor for the learned models)."""
+
+    def __init__(self, counts: np.ndarray) -> None:
+        super().__init__()
+        self.register_buffer("counts", torch.tensor(np.asarray(counts), dtype=torch.float32))
+
+    def scores(self, history: torch.Tensor) -> torch.Tensor:
+        return self.counts.expand(len(history), -1)
+
+
+def popularity_ndcg(task: RankingTask, k: int = 10) -> float:
+    """Test nDCG@k of ranking by training popularity (history excluded, ties against, as for the models)."""
+    return evaluate(Popularity(task.vocab.counts), task.test, k)["ndcg"]
+
+
+def plan(args) -> list[tuple[str, str, int, int]]:
+    """(loss, variant, ratio, seed) of every run, reference first."""
+    runs = []
+    for loss, variants in (("softmax", args.methods), ("ranknet", args.ranknet_methods)):
+        if not variants:
+            continue
+        for seed in range(max(args.seeds, args.extra_seeds)):
+            runs.append((loss, REFERENCE, 1, seed))
+        for variant in variants:
+            seeds = args.extra_seeds if variant in args.extra_seed_methods else args.seeds
+            for ratio in [r for r in args.ratios if r > 1]:
+                runs += [(loss, variant, ratio, s) for s in range(seeds)]
+    return runs
+
+
+# ---- report -------------------------------------------------------------------------------------------
+
+def ms(xs: list[float], digits: int = 4) -> str:
+    """mean ± std (sample std over seeds)."""
+    xs = np.asarray(xs, dtype=np.float64)
+    if len(xs) == 1:
+        return f"{xs[0]:.{digits}f}"
+    return f"{xs.mean():.{digits}f} ± {xs.std(ddof=1):.{digits}f}"
+
+
+def grouped(rows: list[dict], loss: str) -> dict[tuple[str, int], list[dict]]:
+    out: dict[tuple[str, int], list[dict]] = {}
+    for r in rows:
+        if r["loss"] == loss:
+            out.setdefault((r["variant"], r["ratio"]), []).append(r)
+    return out
+
+
+def ref_ndcg(rows: list[dict], loss: str) -> float:
+    return float(np.mean([r["ndcg"] for r in rows if r["loss"] == loss and r["variant"] == REFERENCE]))
+
+
+def rel_loss(x: float, ref: float) -> float:
+    return 100.0 * (ref - x) / ref
+
+
+def summary_table(rows: list[dict], loss: str, ratios: list[int]) -> str:
+    """method x input-table ratio: nDCG@10 (mean ± std) and relative loss."""
+    g, ref = grouped(rows, loss), ref_ndcg(rows, loss)
+    variants = list(dict.fromkeys(r["variant"] for r in rows if r["loss"] == loss and r["variant"] != REFERENCE))
+    out = [["method"] + [f"{q}x" for q in ratios if q > 1]]
+    for v in variants:
+        cells = []
+        for q in [q for q in ratios if q > 1]:
+            rs = g.get((v, q), [])
+            if not rs:
+                cells.append("")
+            elif "error" in rs[0]:
+                cells.append("cannot reach")
+            else:
+                x = [r["ndcg"] for r in rs]
+                cells.append(f"{ms(x)} ({rel_loss(float(np.mean(x)), ref):+.1f}%)")
+        out.append([LABELS.get(v, v)] + cells)
+    return markdown_table(out)
+
+
+def detail_table(rows: list[dict], loss: str) -> str:
+    g, ref = grouped(rows, loss), ref_ndcg(rows, loss)
+    out = [["method", "target ratio", "hyperparameters", "input-table params", "input-table ratio",
+            "whole-model ratio", "seeds", "test nDCG@10", "rel. nDCG loss", "test HR@10", "valid nDCG@10",
+            "best epoch", "seconds / run"]]
+    for (v, q), rs in g.items():
+        if "error" in rs[0]:
+            out.append([LABELS.get(v, v), f"{q}x", "—", "—", "—", "—", "—", "cannot reach: " +
+                        rs[0]["error"].split(":")[0], "", "", "", "", ""])
+            continue
+        r0 = rs[0]
+        hyper = ", ".join(f"{k}={x:g}" if isinstance(x, float) else f"{k}={x}" for k, x in r0.get("hyper", {}).items())
+        out.append([LABELS.get(v, v), f"{q}x", hyper, f"{r0['emb_params']:,}", f"{r0['emb_ratio']:.1f}x",
+                    f"{r0['model_ratio']:.2f}x", str(len(rs)), ms([r["ndcg"] for r in rs]),
+                    f"{rel_loss(float(np.mean([r['ndcg'] for r in rs])), ref):+.1f}%", ms([r["hit"] for r in rs]),
+                    ms([r["valid_ndcg"] for r in rs]), ",".join(str(r["best_epoch"]) for r in rs),
+                    f"{np.mean([r['seconds'] for r in rs]):.0f}"])
+    return markdown_table(out)
+
+
+def points(rows: list[dict], loss: str, variant: str, x: str) -> tuple[list, list, list]:
+    g, ref = grouped(rows, loss), ref_ndcg(rows, loss)
+    xs, ys, es = [], [], []
+    for (v, q), rs in sorted(g.items(), key=lambda kv: kv[0][1]):
+        if v != variant or "error" in rs[0]:
+            continue
+        losses = [rel_loss(r["ndcg"], ref) for r in rs]
+        xs.append(float(np.mean([r[x] for r in rs])))
+        ys.append(float(np.mean(losses)))
+        es.append(float(np.std(losses, ddof=1)) if len(losses) > 1 else 0.0)
+    return xs, ys, es
+
+
+STYLE = {"memcom": ("tab:red", "o"), "memcom_bias": ("darkred", "s"), "hashing": ("tab:blue", "v"),
+         "double_hashing": ("tab:cyan", "^"), "freq_double_hashing": ("navy", "<"), "qr_mult": ("tab:green", ">"),
+         "qr_concat": ("olive", "D"), "truncate": ("tab:gray", "x"), "low_dim": ("tab:orange", "P"),
+         "factorized": ("tab:purple", "*"), "mixed_dim": ("tab:pink", "h"), "tt": ("tab:brown", "d")}
+
+
+def plot(rows: list[dict], losses: list[str], path: Path) -> None:
+    """Per loss: relative nDCG loss vs whole-model ratio (the paper's axis) and vs input-table ratio."""
+    import matplotlib
+    import matplotlib.ticker
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(losses), 2, figsize=(14, 5.5 * len(losses)), squeeze=False)
+    variants = list(dict.fromkeys(r["variant"] for r in rows if r["variant"] != REFERENCE))
+    for row, loss in zip(axes, losses):
+        for ax, x, xlabel in zip(row, ("model_ratio", "emb_ratio"), ("compression ratio over all model parameters",
+                                                                     "compression ratio of the input embedding table")):
+            for v in variants:
+                xs, ys, es = points(rows, loss, v, x)
+                if xs:  # every line starts at the reference (1x, 0%)
+                    color, marker = STYLE.get(v, ("black", "o"))
+                    bold = v.startswith("memcom")
+                    ax.errorbar([1.0] + xs, [0.0] + ys, yerr=[0.0] + es, label=LABELS.get(v, v), color=color,
+                                marker=marker, ms=5 if bold else 4, lw=2.2 if bold else 1, capsize=2)
+            ax.axhline(0, color="black", lw=1)
+            ax.axhline(4, color="gray", lw=0.8, ls="--", label="4% (the paper's MEmCom loss at 16x)")
+            if x == "emb_ratio":
+                ax.set_xscale("log", base=2)
+                ax.xaxis.set_major_locator(matplotlib.ticker.FixedLocator([1, 2, 4, 8, 16, 32, 64]))
+            ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda q, _: f"{q:g}x"))
+            ax.set_xlabel(xlabel)
+            ax.set_ylabel("relative nDCG@10 loss vs uncompressed (%)")
+            name = "pointwise (softmax)" if loss == "softmax" else "pairwise (RankNet)"
+            ax.set_title(f"MovieLens-1M, {name}; uncompressed nDCG@10 {ref_ndcg(rows, loss):.4f}")
+            ax.grid(alpha=0.3, which="both")
+        row[0].legend(fontsize=7, loc="upper left")
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def report(task: RankingTask, rows: list[dict], args, commands: list[list[str]], elapsed: float, peak: float,
+           png: Path, pop: float) -> str:
+    losses = [loss for loss in ("softmax", "ranknet") if any(r["loss"] == loss for r in rows)]
+    out = [header("MEmCom §5.2 on MovieLens-1M: nDCG@10 vs compression ratio", commands[-1])]
+    if len(commands) > 1:
+        out.append("The runs were made in passes (the last one resumes from the JSON the earlier ones wrote):\n")
+        out.append("```\n" + "\n".join(shlex.join(c) for c in commands) + "\n```\n")
+    out.append(f"Total run time {elapsed / 60:.1f} min (one process, `torch.set_num_threads(1)`), peak RSS "
+               f"{peak:,.0f} MiB.\n")
+    out.append("```\n" + task.summary() + "\n```\n")
+    ref_rows = {loss: [r for r in rows if r["loss"] == loss and r["variant"] == REFERENCE] for loss in losses}
+    out.append(f"Reference (uncompressed) test nDCG@10: " + "; ".join(
+        f"{loss} {ms([r['ndcg'] for r in rs])} over {len(rs)} seed(s) ({rs[0]['model_params']:,} parameters, "
+        f"{(task.num_items + 1) * args.dim:,} in the input table)" for loss, rs in ref_rows.items())
+               + f". Popularity ranking (no model, history excluded): {pop:.4f}.\n")
+    out.append(f"![relative nDCG loss vs compression ratio]({png.name})\n")
+    for loss in losses:
+        name = "Pointwise (softmax), MEmCom Fig. 2" if loss == "softmax" else "Pairwise (RankNet), MEmCom Fig. 3"
+        out.append(f"## {name}\n")
+        out.append("Test nDCG@10 (mean ± std over seeds) and relative loss vs the uncompressed reference, by "
+                   "input-table compression ratio:\n")
+        out.append(summary_table(rows, loss, args.ratios))
+        out.append("\nEvery run:\n")
+        out.append(detail_table(rows, loss))
+    return "\n".join(out)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="tiny smoke run (writes to /tmp/saec-quick/)")
+    ap.add_argument("--dataset", default="movielens-1m")
+    ap.add_argument("--dim", type=int, default=256)
+    ap.add_argument("--min-count", type=int, default=20)
+    ap.add_argument("--num-test", type=int, default=3, help="held-out test interactions per user")
+    ap.add_argument("--ratios", default="1,2,4,8,16,32,64")
+    ap.add_argument("--methods", default=None, help="pointwise methods ('' for none; default all)")
+    ap.add_argument("--ranknet-methods", default=None, help="RankNet methods ('' for none; default all)")
+    ap.add_argument("--seeds", type=int, default=1)
+    ap.add_argument("--extra-seeds", type=int, default=2, help="seeds for the reference and --extra-seed-methods")
+    ap.add_argument("--extra-seed-methods", default="memcom,memcom_bias")
+    ap.add_argument("--lr", type=float, default=0.2, help="Adagrad learning rate, pointwise")
+    ap.add_argument("--ranknet-lr", type=float, default=0.2, help="Adagrad learning rate, RankNet")
+    ap.add_argument("--negatives", type=int, default=16, help="RankNet pairs per example")
+    ap.add_argument("--batch-size", type=int, default=256)
+    ap.add_argument("--epochs", type=int, default=30)
+    ap.add_argument("--patience", type=int, default=2)
+    ap.add_argument("--out", type=Path, default=None, help="default docs/results/memcom_ranking.md")
+    ap.add_argument("--json", type=Path, default=None, help="also dump the raw results here")
+    ap.add_argument("--resume", action="store_true",
+                    help="keep the runs already in --json and do only the missing ones (e.g. after raising --seeds)")
+    ap.add_argument("--from-json", type=Path, default=None, help="only re-render the report from a --json dump")
+    args = ap.parse_args()
+    if args.quick:
+        args.dim, args.ratios, args.epochs = 16, "1,4", 2
+        args.methods = "memcom,hashing,tt" if args.methods is None else args.methods
+        args.ranknet_methods = "memcom,hashing,tt" if args.ranknet_methods is None else args.ranknet_methods
+        args.out = args.out or Path("/tmp/saec-quick/memcom_ranking.md")
+    args.out = args.out or Path("docs/results/memcom_ranking.md")
+    args.ratios = [int(q) for q in args.ratios.split(",")]
+    args.methods = ",".join(VARIANTS) if args.methods is None else args.methods
+    args.ranknet_methods = ",".join(VARIANTS) if args.ranknet_methods is None else args.ranknet_methods
+    args.methods = [m for m in args.methods.split(",") if m]
+    args.ranknet_methods = [m for m in args.ranknet_methods.split(",") if m]
+    args.extra_seed_methods = [m for m in args.extra_seed_methods.split(",") if m]
+    for m in args.methods + args.ranknet_methods + args.extra_seed_methods:
+        if m not in VARIANTS:
+            raise SystemExit(f"unknown method {m!r}; choose from {list(VARIANTS)}")
+    png = args.out.with_suffix(".png")
+    argv = ["flock", "/tmp/saec-bench.lock", "python", "benchmarks/memcom_ranking.py", *sys.argv[1:]]
+    torch.set_num_threads(1)
+
+    movielens.fetch(args.dataset)
+    task = movielens_ranking(args.dataset, min_count=args.min_count, num_test=args.num_test)
+    print(task.summary(), flush=True)
+    if args.from_json:
+        dump = json.loads(args.from_json.read_text())
+        rows, elapsed, argv, peak = dump["rows"], dump["elapsed"], dump["argv"], dump["peak_rss_mib"]
+        commands = dump.get("commands", [argv])
+    else:
+        start, rows, before, commands = time.perf_counter(), [], 0.0, [argv]
+        if args.resume:
+            if args.json is None or not args.json.exists():
+                raise SystemExit("--resume needs an existing --json file")
+            dump = json.loads(args.json.read_text())
+            rows, before, commands = dump["rows"], dump["elapsed"], dump.get("commands", [dump["argv"]]) + [argv]
+        done = {(r["loss"], r["variant"], r["ratio"], r["seed"]) for r in rows}
+        runs = [run for run in plan(args) if run not in done]
+
+        def save() -> None:  # after every run, so a cut-short sweep keeps what it did
+            if args.json:
+                write_text(args.json, json.dumps({"rows": rows, "elapsed": before + time.perf_counter() - start,
+                                                  "argv": argv, "commands": commands, "peak_rss_mib": peak_rss_mib()},
+                                                 indent=1))
+
+        for i, (loss, variant, ratio, seed) in enumerate(runs):
+            r = run_one(task, variant, ratio, seed, loss, args)
+            rows.append(r)
+            msg = r.get("error") or (f"nDCG@10 {r['ndcg']:.4f}  model ratio {r['model_ratio']:.2f}x  "
+                                     f"{r['epochs']} epochs  {r['seconds']:.0f} s")
+            print(f"{time.perf_counter() - start:6.0f}s [{i + 1}/{len(runs)}] {loss} {variant} {ratio}x seed {seed}: "
+                  f"{msg}", flush=True)
+            save()
+        save()
+        elapsed, peak = before + time.perf_counter() - start, peak_rss_mib()
+    losses = [loss for loss in ("softmax", "ranknet") if any(r["loss"] == loss for r in rows)]
+    plot(rows, losses, png)
+    write_text(args.out, report(task, rows, args, commands, elapsed, peak, png, popularity_ndcg(task)))
+    print(f"wrote {args.out} and {png}")
+
+
+if __name__ == "__main__":
+    main()
