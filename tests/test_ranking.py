@@ -221,7 +221,8 @@ def test_training_is_seeded():
     t = sequence_task()
     runs = []
     for _ in range(2):
-        model = PointwiseRanker(make_embedding("hashing", t.num_items + 1, 4, num_buckets=5, seed=3), t.num_items, seed=3)
+        table = make_embedding("hashing", t.num_items + 1, 4, num_buckets=5, seed=3)
+        model = PointwiseRanker(table, t.num_items, seed=3)
         fit(model, t.train, t.valid, RankingConfig(epochs=2, seed=3, progress=False))
         runs.append(label_ranks(model, t.test))
     np.testing.assert_array_equal(*runs)

@@ -94,8 +94,10 @@ class RankingTask:
                  f"history length {self.history_len}"]
         for s, n in lens.items():
             split = getattr(self, s)
-            lines.append(f"  {s:5s} {len(split):7,} examples from {len(np.unique(split.users)):,} users, "
-                         f"median history {int(np.median(n)) if len(n) else 0}, full histories {(n == self.history_len).mean():.1%}")
+            line = f"  {s:5s} {len(split):7,} examples from {len(np.unique(split.users)):,} users"
+            if len(n):
+                line += f", median history {int(np.median(n))}, full histories {(n == self.history_len).mean():.1%}"
+            lines.append(line)
         lines.append("  dropped: " + ", ".join(f"{k} {v:,}" for k, v in self.dropped.items()))
         return "\n".join(lines)
 
