@@ -431,8 +431,9 @@ def report(task: RankingTask, rows: list[dict], args, commands: list[list[str]],
         out.append(seed_note(rows, loss))
         out.append("\nEvery run:\n")
         out.append(detail_table(rows, loss))
-    out.append("## Reading of the committed run\n")
-    out.append(READING)
+    if not args.quick:  # the reading is of the committed full run, not of a smoke run
+        out.append("## Reading of the committed run\n")
+        out.append(READING)
     out.append("## Deviations from the paper\n")
     out.append(DEVIATIONS)
     return "\n".join(out)
