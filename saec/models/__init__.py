@@ -1,4 +1,4 @@
-"""CTR models over an :class:`~saec.nn.EmbeddingCollection`, built by name."""
+"""CTR models over an :class:`~saec.nn.EmbeddingCollection`, built by name; the ranking networks of MEmCom §5.2."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from torch import nn
 from saec.data.schema import Schema
 from saec.models.deepfm import DeepFM
 from saec.models.dssm import DSSM
+from saec.models.ranking import PointwiseRanker, RankNet
 from saec.nn.collection import EmbeddingCollection
 
 MODELS = {"dssm": DSSM, "deepfm": DeepFM}
@@ -43,4 +44,4 @@ def model_config(model: nn.Module) -> dict[str, Any]:
     return dict(model.config)
 
 
-__all__ = ["DSSM", "DeepFM", "MODELS", "build_model", "model_config"]
+__all__ = ["DSSM", "DeepFM", "MODELS", "PointwiseRanker", "RankNet", "build_model", "model_config"]
