@@ -112,14 +112,17 @@ def precision(model, task, with_dense: bool) -> list[dict]:
 
 def sweep(task, args, json_path: Path) -> dict:
     res = {"runs": [], "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}}
+    before_s = 0.0  # wall time of the runs resumed from
     if args.resume and json_path.is_file():
-        res["runs"] = json.loads(json_path.read_text())["runs"]
+        old = json.loads(json_path.read_text())
+        res["runs"], before_s = old["runs"], old.get("wall_s", 0.0)
     done = {(r["label"], r["ratio"], r["seed"]) for r in res["runs"]}
-    # seed 0 of everything first, the most telling ratios first, so a cut-short run has the most to show
+    # the most telling ratios first, each with all its seeds, so a cut-short run has the most to show
     order = sorted(args.ratios, key=lambda r: (r != 16, r != 4, r != 64, r == 1, r))
-    plan = [("full", 1.0, 0)] + [(m, r, 0) for r in order for m in args.methods if m != "full"]
-    plan += [("full", 1.0, s) for s in range(1, args.seeds)]
-    plan += [(m, r, s) for s in range(1, args.seeds) for r in order for m in args.seeded if m != "full"]
+    plan = [("full", 1.0, s) for s in range(args.seeds if "full" in args.seeded else 1)]
+    for r in order:
+        plan += [(m, r, 0) for m in args.methods if m != "full"]
+        plan += [(m, r, s) for s in range(1, args.seeds) for m in args.seeded if m != "full"]
     start = time.perf_counter()
     for i, (label, ratio, seed) in enumerate(plan):
         if (label, ratio, seed) in done:
@@ -130,7 +133,7 @@ def sweep(task, args, json_path: Path) -> dict:
                                    f"({r['train_s']:.0f} s)")
         print(f"[{i + 1}/{len(plan)} {time.perf_counter() - start:6.0f} s] {label} x{ratio:g} seed {seed}: {msg}",
               flush=True)
-        res["wall_s"] = time.perf_counter() - start
+        res["wall_s"] = before_s + time.perf_counter() - start
         write_json(json_path, res)
     return res
 
@@ -157,7 +160,7 @@ def grouped(res: dict) -> dict:
     return out
 
 
-def render(res: dict, task_summary: str, argv: list[str], out: Path, png: Path, png_bits: Path) -> None:
+def render(res: dict, task, argv: list[str], out: Path, png: Path, png_bits: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -170,6 +173,10 @@ def render(res: dict, task_summary: str, argv: list[str], out: Path, png: Path, 
     ref_field, ref_emb, ref_model = ref[0]["field_params"], ref[0]["embedding_params"], ref[0]["model_params"]
     labels = [m for m in args["methods"] if m != "full"]
     ratios = args["ratios"]
+    large = large_fields(task.schema, task.vocabs)
+    small = [n for n in task.schema.names if n not in large]
+    large_desc = ", ".join(f"{n} {len(task.vocabs[n]):,} x {task.schema[n].dim}" for n in large)
+    small_desc = f"{', '.join(small)}: {sum(len(task.vocabs[n]) for n in small):,} features"
 
     def auc_loss(r):  # relative AUC loss vs the reference, %
         return 100 * (ref_auc - r["auc"]) / ref_auc
@@ -180,22 +187,25 @@ def render(res: dict, task_summary: str, argv: list[str], out: Path, png: Path, 
     text = header("MEmCom and other embedding compression methods on MovieLens-1M CTR", argv)
     text += f"""
 Benchmark wall time: {res.get('wall_s', float('nan')) / 60:.1f} min (training and analysis, one process,
-`torch.set_num_threads(1)`). Peak RSS {peak_rss_mib():,.0f} MiB.
+`torch.set_num_threads(1)`, on a machine shared with other jobs; the sweep was stopped once and continued
+with `--resume`, which skips the runs already in the JSON dump, and this page was re-rendered from the dump
+with `--from-json`). Peak RSS {peak_rss_mib():,.0f} MiB.
 
 Task (the repository's MovieLens CTR task, label = rating >= 4, split by time 80/10/10):
 
 ```
-{task_summary}
+{task.summary()}
 ```
 
 Setup. DSSM (embeddings -> concatenation -> MLP 256-128 -> logit), Adagrad lr {args['lr']}, batch
 {args['batch_size']}, up to {args['epochs']} epochs with early stopping on validation AUC (patience
 {args['patience']}, best epoch kept), as `saec.train.loop.fit` does. Every model is trained from scratch. The
-fields with at least {SMALL_FIELD_ROWS} features (user 5,400, item 3,662, zip 3,200: {ref_field:,} of the
+fields with at least {SMALL_FIELD_ROWS} features ({large_desc}: {ref_field:,} of the
 {ref_emb:,} embedding parameters) get the method's largest table with at most 1/r of the full table's
-parameters (`saec.models.build_compressed_model`, `make_embedding(..., budget_params=v*e // r)`); the five
-small fields (age, gender, occupation, genres, year; 129 features) and the per-field OOV vectors stay full
-float32. Seeds: {args['seeds']} for {', '.join(['full'] + [s for s in args['seeded'] if s != 'full'])}, 1 for the
+parameters (`saec.models.build_compressed_model`, `make_embedding(..., budget_params=v*e // r)`,
+frequency counts from the training vocabularies); the small fields ({small_desc}) and the per-field OOV
+vectors stay full float32. The large fields are {args['dim']} wide here, not the task's default 16/16/8:
+see the deviations below. Seeds: {args['seeds']} for {', '.join(['full'] + [s for s in args['seeded'] if s != 'full'])}, 1 for the
 other methods (seed = model and table initialisation and shuffling).
 
 Three compression ratios are reported for every run, from the actual parameter counts:
@@ -206,7 +216,7 @@ is not compressed, so the whole-model ratio saturates at {ref_model / (ref_model
 
 ## Reference (uncompressed)
 
-Test AUC {ms([r['auc'] for r in ref])}, log loss {ms([r['logloss'] for r in ref])} ({len(ref)} seeds;
+Test AUC {ms([r['auc'] for r in ref])}, log loss {ms([r['logloss'] for r in ref])} ({len(ref)} seed{'s' if len(ref) > 1 else ''};
 {ref_model:,} parameters, {ref_emb:,} in embeddings). The baseline page (docs/results/baseline.md, 2
 threads, nn.Embedding tables, same recipe) has AUC 0.7591.
 
@@ -216,11 +226,12 @@ Mean ± sample std over seeds where more than one ran. "n/a": not run (see the l
 
 """
     rows = [["method", *[f"{r:g}x" for r in ratios]]]
-    rows.append(["full (reference)", *[ms([x["auc"] for x in ref]) if r == 1 else "" for r in ratios]])
+    if 1.0 in ratios:
+        rows.append(["full (reference)", *[ms([x["auc"] for x in ref]) if r == 1 else "" for r in ratios]])
     for m in labels:
         rows.append([m, *[ms([x["auc"] for x in g.get((m, r), [])]) for r in ratios]])
     text += markdown_table(rows)
-    skipped = [r for r in res["runs"] if "skipped" in r]
+    skipped = list({(r["label"], r["ratio"]): r for r in res["runs"] if "skipped" in r}.values())
     if skipped:
         text += "\nNot run:\n\n" + "\n".join(f"- {r['label']} at {r['ratio']:g}x: {r['skipped']}" for r in skipped) + "\n"
 
@@ -253,7 +264,7 @@ Mean ± sample std over seeds where more than one ran. "n/a": not run (see the l
         rank = next((i + 1 for i, m in enumerate(order) if m in MEMCOM), None)
         rows.append([f"{r:g}x", cand[0][1], f"{cand[0][0]:.4f}",
                      *[f"{mean([x['auc'] for x in g[(m, r)]]):.4f}" if (m, r) in g else "n/a" for m in MEMCOM],
-                     f"{rank} of {len(cand)}"])
+                     f"{rank} of {len(cand)}" if rank else "n/a"])
     text += markdown_table(rows)
 
     # A.4
@@ -298,16 +309,21 @@ Mean ± sample std over seeds where more than one ran. "n/a": not run (see the l
     text += "\n![AUC vs bits](" + png_bits.name + ")\n"
 
     text += "\n![Loss vs compression ratio](" + png.name + ")\n"
-    text += COMMENTARY_MARKER
+    text += claims(res, g, labels, ratios, ref_auc, prec_models)
+    text += READING
+    text += DEVIATIONS.format(dim=args["dim"], epochs=args["epochs"], patience=args["patience"],
+                              tt=args["tt_max_rank"])
     write_text(out, text)
 
     # figures
     fig, axes = plt.subplots(1, 3, figsize=(17, 5.2))
-    for m in labels:
+    colors = plt.cm.tab20(np.linspace(0, 1, 20))
+    for i, m in enumerate(labels):
         pts = [(g[(m, r)], r) for r in ratios if (m, r) in g]
         if not pts:
             continue
-        style = dict(marker="o", lw=2.2 if m in MEMCOM else 1.2, ls="-" if m in MEMCOM else "--")
+        style = dict(marker="o", lw=2.2 if m in MEMCOM else 1.2, ls="-" if m in MEMCOM else "--",
+                     color=colors[(2 * i) % 20 + (2 * i) // 20])
         fr = [ref_field / runs[0]["field_params"] for runs, _ in pts]
         mr = [ref_model / runs[0]["model_params"] for runs, _ in pts]
         al = [mean([auc_loss(y) for y in runs]) for runs, _ in pts]
@@ -344,7 +360,91 @@ Mean ± sample std over seeds where more than one ran. "n/a": not run (see the l
     save_figure(fig, png_bits)
 
 
-COMMENTARY_MARKER = "\n<!-- commentary -->\n"
+READING = """
+## Reading the numbers
+
+- `low_dim` (linear projection) and `factorized` build the same model: a v x r table times a learned
+  r x e matrix, drawn the same way; with the same budget and seed they give the same numbers. Both keep a
+  vector per feature, and a DSSM over MovieLens needs few dimensions per field, which is why they stay close
+  to the reference far into the sweep.
+- MEmCom's `W` (with bias) adds one learned number per feature to every coordinate of its vector: a
+  per-user, per-item, per-zip offset, which is much of what a rating-derived CTR label depends on. Without
+  bias, every feature sharing a `U` row is confined to the line through `U[j]`, and the model learns slowly
+  (watch the epochs column: runs that stop at the cap were still improving).
+- `low_dim`, `factorized` and `mixed_dim` move in coarse steps (an integer width per feature), so the
+  largest table within the budget is often well below it: their achieved ratio (column "ratio field") is
+  higher than the target, e.g. 21x at the 16x target. They are ahead even so.
+- Frequency matters: ids are frequency-ranked, so `i mod m` gives the m most frequent features rows of
+  their own (hashing, MEmCom, QR's remainder), and truncate / frequency double hashing / mixed dimensions
+  use the training counts directly.
+"""
+
+DEVIATIONS = """
+## Deviations from the paper's §5.1
+
+- Data and model: the paper's classification sets are 20 Newsgroups, Games and Arcade (inputs of 100K+
+  ids, 127 purchased apps per example, softmax over classes, accuracy); here the repository's MovieLens-1M
+  CTR task (8 fields, binary label, AUC and log loss) with the DSSM of `saec.models`. MovieLens is in the
+  paper only as a *ranking* set (§5.2, issue 4's other half).
+- Embedding width: the paper uses e = 256. MEmCom spends ``v`` parameters on `V` (and ``v`` more on `W`
+  with bias) whatever the ratio, so on a v x e field it cannot go below about e x (e/2 x with bias). At the
+  task's default widths (16 for user and item, 8 for zip) MEmCom could not be built from 8x on (zip) and
+  16x (user, item) at all, so
+  the large fields are {dim} wide here: MEmCom then stops short of 64x and MEmCom with bias of 32x (listed
+  as not run). The reference is retrained at this width.
+- Training: at most {epochs} epochs, early stopping with patience {patience} (the library's `fit`; the
+  baseline page uses 10 and 2) to keep the sweep near the hour on a 2-core machine shared with other
+  jobs. Runs that stop at the cap (epochs column "{epochs} ({epochs})": hashing, double hashing, QR and
+  TT at high ratios, MEmCom without bias at 4x) were still improving, so they are understated.
+- Ratio 1x: only the reference is trained; at 1x every method's table is (nearly) the full one.
+- TT-Rec: tables of rank > {tt} are not trained (one epoch at rank 23 took ~17 s vs ~8 s for a full
+  model, and the cost grows with rank^2), so TT appears only from the ratio where its rank is <= {tt}.
+- Seeds: two for the reference and MEmCom (no bias), one for the others; the sweep does not report
+  spreads for the other methods, so differences of a few 0.001 AUC between them are within noise (the
+  two reference seeds differ by the amount shown above).
+- Lower precision: the paper converts with CoreML ("linear" quantization mode) and measures accuracy;
+  here torch's row-wise affine quantization and test AUC, embeddings only unless the scope says "all".
+"""
+
+
+def claims(res: dict, g: dict, labels: list[str], ratios: list[float], ref_auc: float, prec_models) -> str:
+    """The paper's claims held against this run's numbers."""
+    out = ["\n## The paper's claims on this data\n"]
+    ahead, behind = [], []
+    for r in ratios:
+        aucs = {m: mean([x["auc"] for x in g[(m, r)]]) for m in labels if (m, r) in g}
+        mem = {m: a for m, a in aucs.items() if m in MEMCOM}
+        other = {m: a for m, a in aucs.items() if m not in MEMCOM}
+        if not mem or not other:
+            continue
+        best_mem, best_other = max(mem, key=mem.get), max(other, key=other.get)
+        item = (f"{r:g}x ({best_mem} {mem[best_mem]:.4f} vs {best_other} {other[best_other]:.4f}, "
+                f"{mem[best_mem] - other[best_other]:+.4f})")
+        (ahead if mem[best_mem] > other[best_other] else behind).append(item)
+    out.append("- *MEmCom has lower accuracy loss than every other method at every ratio (§5.1).* "
+               f"Best MEmCom variant ahead of the best other method at: {'; '.join(ahead) or 'no ratio'}. "
+               f"Behind at: {'; '.join(behind) or 'no ratio'}.")
+    fp16, int8, low = [], [], []
+    for m, r in prec_models:
+        for x in [y for y in g.get((m, r), []) if y["seed"] == 0 and "precision" in y]:
+            p = {q["bits"]: q["auc"] for q in x["precision"] if q["scope"] == "embeddings"}
+            fp16.append(100 * (p[32] - p[16]) / p[32])
+            int8.append(100 * (p[32] - p[8]) / p[32])
+            low.append((f"{m} {r:g}x", 100 * (p[32] - p[4]) / p[32], 100 * (p[32] - p[2]) / p[32]))
+    if fp16:
+        out.append(f"- *No loss at float16 (App. A.2).* Relative AUC loss at float16 over {len(fp16)} trained models: "
+                   f"{min(fp16):+.3f}% to {max(fp16):+.3f}%.")
+        out.append(f"- *~No loss at 8 bits (0-0.13% in the paper).* Row-wise int8: {min(int8):+.3f}% to {max(int8):+.3f}%.")
+        worst = max(low, key=lambda t: t[2])
+        out.append(f"- *Accuracy drops below 8 bits.* 4 bits: {min(t[1] for t in low):+.2f}% to {max(t[1] for t in low):+.2f}%; "
+                   f"2 bits: {min(t[2] for t in low):+.2f}% to {max(t[2] for t in low):+.2f}% (worst: {worst[0]}).")
+    fr = [(f"{m} {r:g}x {f}", u["pair_fraction"]) for m in MEMCOM for r in ratios
+          for x in g.get((m, r), []) if x["seed"] == 0 and "unique" in x for f, u in x["unique"].items() if u["pairs"]]
+    if fr:
+        lo = min(fr, key=lambda t: t[1])
+        out.append(f"- *Row-sharing features keep distinct multipliers in > 99.98% of pairs (App. A.4).* Here "
+                   f"{100 * min(f for _, f in fr):.3f}% (lowest, {lo[0]}) to {100 * max(f for _, f in fr):.3f}% of pairs.")
+    return "\n".join(out) + "\n"
 
 
 def main() -> None:
@@ -379,7 +479,9 @@ def main() -> None:
     args.seeded = args.seeded.split(",")
     json_path = args.out.with_suffix(".json")
     png, png_bits = args.out.with_suffix(".png"), args.out.with_name(args.out.stem + "_precision.png")
-    argv = ["flock", "/tmp/saec-bench.lock", "python", "benchmarks/memcom_classification.py", *sys.argv[1:]]
+    # the command that reproduces the numbers: --resume / --from-json only change how a run is split up
+    argv = ["flock", "/tmp/saec-bench.lock", "python", "benchmarks/memcom_classification.py",
+            *[a for a in sys.argv[1:] if a not in ("--resume", "--from-json")]]
 
     torch.set_num_threads(1)
     movielens.fetch(args.dataset)
@@ -388,7 +490,7 @@ def main() -> None:
         res = json.loads(json_path.read_text())
     else:
         res = sweep(task, args, json_path)
-    render(res, task.summary(), argv, args.out, png, png_bits)
+    render(res, task, argv, args.out, png, png_bits)
     print(f"wrote {args.out}, {png}, {png_bits}, {json_path}")
 
 

@@ -127,7 +127,10 @@ def load_model(path: str | Path) -> tuple[nn.Module, dict[str, Vocabulary], dict
     cfg = dict(payload["config"])
     schema = Schema.from_dict(payload["schema"])
     model = build_model(cfg.pop("name"), schema, cfg.pop("num_embeddings"), **cfg)
-    for name, t in payload.get("tables", {}).items():  # non-default fields: same shapes, weights follow
+    tables = payload.get("tables", {})
+    if not isinstance(tables, dict):
+        raise ValueError(f"{path}: damaged table records (a {type(tables).__name__}, not a dict by field)")
+    for name, t in tables.items():  # non-default fields: same shapes, weights follow
         model.embeddings.tables[name] = _rebuild(path, name, t, schema)
     try:
         model.load_state_dict(payload["state_dict"])

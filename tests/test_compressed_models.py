@@ -111,6 +111,10 @@ def test_damaged_and_mismatched_table_records(tmp_path):
         (lambda t: t["user"].update(method="hashing"), "field 'user': cannot rebuild.*'bias'"),
         (lambda t: t["item"].update(config={**t["item"]["config"], "num_buckets": 3}), "weights do not fit"),
     ]
+    p = {**payload, "tables": ["user"]}
+    torch.save(p, tmp_path / "list.pt")
+    with pytest.raises(ValueError, match="damaged table records"):
+        load_model(tmp_path / "list.pt")
     for i, (edit, message) in enumerate(cases):
         with pytest.raises(ValueError, match=message):
             load_model(broken(edit, f"b{i}.pt"))
