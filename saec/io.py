@@ -2,7 +2,12 @@
 
 A saved model is one file written by ``torch.save`` to a temporary name and renamed into place, so a
 crash never leaves half a file. It holds plain data only (loadable with ``weights_only=True``): the
-``build_model`` configuration, the schema, every field's vocabulary and the ``state_dict``.
+``build_model`` configuration, the schema, every field's vocabulary, the ``state_dict``, and for every
+field whose table is not the default ``nn.Embedding`` what rebuilds it before the weights are loaded:
+
+* a Saec :class:`~saec.nn.clustered.ClusteredEmbedding`: ``{"kind": "clustered", "k", "features", "grad_mode"}``;
+* a table of any method in :data:`saec.nn.registry.METHODS`: ``{"kind": "method", "method", "features",
+  "config"}``, ``config`` being the table's :meth:`~saec.nn.base.CompressedEmbedding.config`.
 """
 
 from __future__ import annotations
@@ -18,7 +23,9 @@ from torch import nn
 
 from saec.data.schema import Schema
 from saec.data.vocab import Vocabulary
+from saec.nn.base import CompressedEmbedding
 from saec.nn.clustered import ClusteredEmbedding
+from saec.nn.registry import METHODS, method_of
 
 FORMAT = "saec-model"
 VERSION = 1
@@ -57,8 +64,8 @@ def save_model(path: str | Path, model: nn.Module, vocabs: dict[str, Vocabulary]
     schema: Schema = model.embeddings.schema
     if set(vocabs) != set(schema.names):
         raise ValueError(f"vocabularies for {sorted(vocabs)} do not match the model's fields {schema.names}")
-    compressed = {name: {"kind": "clustered", "k": t.k, "features": t.num_embeddings, "grad_mode": t.grad_mode}
-                  for name, t in model.embeddings.tables.items() if isinstance(t, ClusteredEmbedding)}
+    compressed = {name: _describe(name, t) for name, t in model.embeddings.tables.items()
+                  if type(t) is not nn.Embedding}
     payload = {
         "format": FORMAT, "version": VERSION, "config": model.config, "schema": schema.to_dict(),
         "tables": compressed,
@@ -66,6 +73,40 @@ def save_model(path: str | Path, model: nn.Module, vocabs: dict[str, Vocabulary]
         "extra": extra or {},
     }
     return atomic_write(path, lambda f: torch.save(payload, f))
+
+
+def _describe(name: str, table: nn.Module) -> dict[str, Any]:
+    """What rebuilds field ``name``'s (non-default) table before its weights are loaded."""
+    if isinstance(table, ClusteredEmbedding):
+        return {"kind": "clustered", "k": table.k, "features": table.num_embeddings, "grad_mode": table.grad_mode}
+    if isinstance(table, CompressedEmbedding):
+        return {"kind": "method", "method": method_of(table), "features": table.num_embeddings,
+                "config": table.config()}
+    raise TypeError(f"field {name!r}: cannot save a table of type {type(table).__name__}; saved models hold "
+                    f"nn.Embedding, ClusteredEmbedding or a table of a method in saec.nn.registry.METHODS")
+
+
+def _rebuild(path: Path, name: str, t: Any, schema: Schema) -> nn.Module:
+    """An untrained table of the structure ``t`` (a :func:`_describe` record) describes."""
+    if not isinstance(t, dict):
+        raise ValueError(f"{path}: field {name!r} has a damaged table record {t!r}")
+    if name not in schema.names:
+        raise ValueError(f"{path}: table record for field {name!r}, which the schema does not have {schema.names}")
+    dim = schema[name].dim
+    try:
+        if t.get("kind") == "clustered":
+            return ClusteredEmbedding(torch.zeros(t["k"], dim), torch.zeros(t["features"], dtype=torch.int32),
+                                      t["grad_mode"])
+        if t.get("kind") == "method":
+            method = t.get("method")
+            if method not in METHODS:
+                raise ValueError(f"unknown method {method!r}; methods are {list(METHODS)}")
+            if not isinstance(t.get("config"), dict):
+                raise ValueError(f"its config is {t.get('config')!r}, not a dict of hyperparameters")
+            return METHODS[method].cls.from_config(t["features"], dim, t["config"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"{path}: field {name!r}: cannot rebuild its table from {t!r}: {e}") from None
+    raise ValueError(f"{path}: field {name!r} has an unknown table kind {t.get('kind')!r}")
 
 
 def load_model(path: str | Path) -> tuple[nn.Module, dict[str, Vocabulary], dict[str, Any]]:
@@ -86,12 +127,11 @@ def load_model(path: str | Path) -> tuple[nn.Module, dict[str, Vocabulary], dict
     cfg = dict(payload["config"])
     schema = Schema.from_dict(payload["schema"])
     model = build_model(cfg.pop("name"), schema, cfg.pop("num_embeddings"), **cfg)
-    for name, t in payload.get("tables", {}).items():  # compressed fields: same shapes, weights follow
-        if t.get("kind") != "clustered":
-            raise ValueError(f"{path}: field {name!r} has an unknown table kind {t.get('kind')!r}")
-        placeholder = ClusteredEmbedding(torch.zeros(t["k"], schema[name].dim),
-                                         torch.zeros(t["features"], dtype=torch.int32), t["grad_mode"])
-        model.embeddings.tables[name] = placeholder
+    tables = payload.get("tables", {})
+    if not isinstance(tables, dict):
+        raise ValueError(f"{path}: damaged table records (a {type(tables).__name__}, not a dict by field)")
+    for name, t in tables.items():  # non-default fields: same shapes, weights follow
+        model.embeddings.tables[name] = _rebuild(path, name, t, schema)
     try:
         model.load_state_dict(payload["state_dict"])
     except RuntimeError as e:

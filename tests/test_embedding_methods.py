@@ -1,5 +1,6 @@
 """Compressed embedding tables: one contract for every method, hand computations, the budget factory."""
 
+import io
 import math
 
 import numpy as np
@@ -13,12 +14,13 @@ from saec.nn.double_hashing import DoubleHashEmbedding
 from saec.nn.base import PRIME
 from saec.nn.hashing import HashEmbedding
 from saec.nn.mixed_dim import block_plan
-from saec.nn.registry import METHODS, fit_hyperparameters, make_embedding
+from saec.nn.registry import METHODS, fit_hyperparameters, make_embedding, method_of
 from saec.nn.tt import dim_factorization, row_factorization
 
 V, D = 60, 8
 SHUFFLED = np.random.default_rng(0).permutation(V).astype(np.int64) * 3 + 1  # top ids are not 0..k-1
 CASES = {  # case -> (method, hyperparameters, counts)
+    "full": ("full", {}, None),
     "hashing": ("hashing", {"num_buckets": 7}, None),
     "hashing-universal": ("hashing", {"num_buckets": 7, "hash": "universal"}, None),
     "double_hashing": ("double_hashing", {"num_buckets": 7}, None),
@@ -283,7 +285,7 @@ def size_of(method, budget_kind, **kw):
     return fp.params if budget_kind == "budget_params" else fp.nbytes
 
 
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", [m for m in METHODS if METHODS[m].knobs])
 @pytest.mark.parametrize("budget_kind", ["budget_params", "budget_bytes"])
 def test_budget_gives_the_largest_table_that_fits(method, budget_kind):
     spec = METHODS[method]
@@ -339,8 +341,36 @@ def test_budget_errors_and_bad_arguments():
         make_embedding("mixed_dim", V, D, alpha=-1.0, budget_params=200)
 
 
+def test_full_takes_a_budget_only_if_it_fits():
+    assert make_embedding("full", V, D, budget_params=V * D).param_count() == V * D
+    assert make_embedding("full", V, D, budget_bytes=4 * V * D).nbytes() == 4 * V * D
+    with pytest.raises(ValueError, match="budget_params=479 is too small for method 'full'.*needs 480 parameters"):
+        make_embedding("full", V, D, budget_params=V * D - 1)
+    with pytest.raises(ValueError, match="no hyperparameter 'num_buckets'"):
+        make_embedding("full", V, D, num_buckets=3)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_config_rebuilds_the_same_structure(case):
+    method, _, _ = CASES[case]
+    table = randomise(build(case, sparse=True))
+    cfg = table.config()
+    assert method_of(table) == method
+    assert cfg["sparse"] is True and "seed" not in cfg and "counts" not in cfg
+    torch.save(cfg, io.BytesIO())  # plain data only
+    rebuilt = type(table).from_config(V, D, cfg)
+    rebuilt.load_state_dict(table.state_dict())  # same parameter and buffer shapes
+    assert rebuilt.config() == cfg and rebuilt.uses_sparse_gradients()
+    assert torch.equal(rebuilt(torch.arange(V)), table(torch.arange(V)))
+
+
+def test_method_of_a_foreign_table():
+    with pytest.raises(TypeError, match="not a table of any method"):
+        method_of(torch.nn.Embedding(3, 2))
+
+
 def test_factory_passes_counts_only_where_used_and_ties_frequent_to_buckets():
-    for method in METHODS:
+    for method in [m for m in METHODS if METHODS[m].knobs]:
         assert make_embedding(method, V, D, counts=SHUFFLED, budget_params=V * D // 3).param_count() <= V * D // 3
     fdh = make_embedding("freq_double_hashing", V, D, budget_params=200)
     assert fdh.num_frequent == fdh.num_buckets and fdh.param_count() <= 200

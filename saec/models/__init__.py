@@ -2,16 +2,29 @@
 
 from __future__ import annotations
 
-from typing import Any
+import math
+from numbers import Real
+from typing import Any, Mapping
 
 import torch
 from torch import nn
 
 from saec.data.schema import Schema
+from saec.data.vocab import Vocabulary
 from saec.models.deepfm import DeepFM
 from saec.models.dssm import DSSM
 from saec.models.ranking import PointwiseRanker, RankNet
 from saec.nn.collection import EmbeddingCollection
+from saec.nn.registry import make_embedding
+
+SMALL_FIELD_ROWS = 1000
+"""Fields with fewer features than this keep a full table in :func:`build_compressed_model`.
+
+Such a table costs under 1000 x dim numbers -- on MovieLens-1M the five small fields (age, gender,
+occupation, genres, year: 129 features) hold 0.4% of the embedding parameters -- while hashing it would
+merge categories that are few and dense (the two genders). The MEmCom paper, too, compresses only the
+large vocabularies (its inputs have 10K-480K ids).
+"""
 
 MODELS = {"dssm": DSSM, "deepfm": DeepFM}
 
@@ -39,9 +52,68 @@ def build_model(
     return model
 
 
+def large_fields(schema: Schema, vocabs: Mapping[str, Vocabulary], min_rows: int = SMALL_FIELD_ROWS) -> list[str]:
+    """Fields (schema order) with at least ``min_rows`` features: those :func:`build_compressed_model` compresses."""
+    missing = [n for n in schema.names if n not in vocabs]
+    if missing:
+        raise ValueError(f"no vocabulary for fields {missing}")
+    if isinstance(min_rows, bool) or not isinstance(min_rows, int) or min_rows < 1:
+        raise ValueError(f"min_rows must be a positive integer, got {min_rows!r}")
+    return [n for n in schema.names if len(vocabs[n]) >= min_rows]
+
+
+def build_compressed_model(
+    name: str,
+    schema: Schema,
+    vocabs: Mapping[str, Vocabulary],
+    method: str,
+    ratio: float,
+    *,
+    min_rows: int = SMALL_FIELD_ROWS,
+    budget: str = "params",
+    hyper: Mapping[str, Any] | None = None,
+    **model_kwargs: Any,
+) -> nn.Module:
+    """A fresh CTR model whose large fields use ``method`` tables ``ratio`` times smaller than full ones.
+
+    Every field with at least ``min_rows`` features (:func:`large_fields`) gets
+    ``make_embedding(method, v, dim, counts=vocab.counts, budget_params=floor(v * dim / ratio), **hyper)``
+    (``budget="bytes"``: ``budget_bytes=floor(4 v dim / ratio)``), i.e. the largest table of the method
+    within that budget; the other fields keep the full ``nn.Embedding``. Tables are seeded with
+    ``seed + position of the field in the schema`` and take the model's ``init_std`` and ``sparse``.
+
+    Args:
+        name, schema, model_kwargs: as for :func:`build_model` (``hidden``, ``dropout``, ``seed``, ...).
+        vocabs: every field's vocabulary (sizes and frequency counts).
+        method: a name in :data:`saec.nn.registry.METHODS`.
+        ratio: target compression ratio of each large field's table, >= 1.
+        hyper: the method's other hyperparameters (not its budget knob).
+    """
+    fields = large_fields(schema, vocabs, min_rows)
+    if isinstance(ratio, bool) or not isinstance(ratio, Real) or not 1 <= ratio < math.inf:
+        raise ValueError(f"ratio must be a number >= 1, got {ratio!r}")
+    if budget not in ("params", "bytes"):
+        raise ValueError(f"budget must be 'params' or 'bytes', got {budget!r}")
+    model = build_model(name, schema, {n: len(vocabs[n]) for n in schema.names}, **model_kwargs)
+    cfg = model.config
+    for name_ in fields:
+        v, dim = len(vocabs[name_]), schema[name_].dim
+        size = v * dim * (1 if budget == "params" else 4)
+        try:
+            table = make_embedding(method, v, dim, counts=vocabs[name_].counts,
+                                   seed=cfg["seed"] + schema.names.index(name_),
+                                   init_std=cfg["init_std"], sparse=cfg["sparse"],
+                                   **{f"budget_{budget}": math.floor(size / ratio)}, **(hyper or {}))
+        except ValueError as e:
+            raise ValueError(f"field {name_!r} ({v} x {dim}): {e}") from None
+        model.embeddings.replace(name_, table)
+    return model
+
+
 def model_config(model: nn.Module) -> dict[str, Any]:
     """The ``build_model`` arguments a model was made with."""
     return dict(model.config)
 
 
-__all__ = ["DSSM", "DeepFM", "MODELS", "PointwiseRanker", "RankNet", "build_model", "model_config"]
+__all__ = ["DSSM", "DeepFM", "MODELS", "SMALL_FIELD_ROWS", "PointwiseRanker", "RankNet", "build_compressed_model",
+           "build_model", "large_fields", "model_config"]

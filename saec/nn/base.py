@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import abc
+import inspect
 import math
 from typing import Any, NamedTuple
 
@@ -94,6 +95,15 @@ def universal_hash(ids: torch.Tensor, coeffs: torch.Tensor, m: int) -> torch.Ten
     return (a * ids.unsqueeze(0) + b) % PRIME % m
 
 
+def _plain(value: Any) -> Any:
+    """``value`` as plain Python data (lists for sequences, Python scalars for numpy's)."""
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, (np.integer, np.floating, np.bool_)):
+        return value.item()
+    return value
+
+
 class Footprint(NamedTuple):
     """What a table costs: trainable parameters, and bytes of parameters plus buffers."""
 
@@ -135,6 +145,29 @@ class CompressedEmbedding(nn.Module, abc.ABC):
         """True bytes of parameters and buffers (hash coefficients, id lists) together."""
         tensors = list(self.parameters()) + list(self.buffers())
         return sum(t.numel() * t.element_size() for t in tensors)
+
+    def uses_sparse_gradients(self) -> bool:
+        """True if the table's lookups produce sparse gradients (it was built with ``sparse=True``)."""
+        return any(isinstance(m, nn.Embedding) and m.sparse for m in self.modules())
+
+    def config(self) -> dict[str, Any]:
+        """Plain keyword arguments (ints, floats, strings, bools, lists) from which :meth:`from_config`
+        rebuilds a table of this structure; the weights are then loaded from a ``state_dict``.
+
+        By default: every constructor argument except the ids and width (given apart), ``counts``, ``seed``
+        and ``init_std`` (they only shape the initial weights), read from the attribute of the same name,
+        plus ``sparse``. Tables whose structure depends on ``counts`` add what the counts decided.
+        """
+        skip = ("self", "num_embeddings", "embedding_dim", "counts", "seed", "init_std", "sparse")
+        names = [n for n in inspect.signature(type(self)).parameters if n not in skip]
+        out = {n: _plain(getattr(self, n)) for n in names}
+        out["sparse"] = self.uses_sparse_gradients()
+        return out
+
+    @classmethod
+    def from_config(cls, num_embeddings: int, embedding_dim: int, config: dict[str, Any]) -> "CompressedEmbedding":
+        """A freshly initialised table with the structure :meth:`config` described."""
+        return cls(num_embeddings, embedding_dim, **config)
 
     @classmethod
     def footprint(cls, num_embeddings: int, embedding_dim: int, **hyper: Any) -> Footprint:

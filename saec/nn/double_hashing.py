@@ -23,7 +23,7 @@ import torch
 
 from saec.nn.base import (CompressedEmbedding, check_bool, check_choice, check_int, generator,
                              hash_coefficients, seeded_table, universal_hash)
-from saec.nn.truncate import own_rows, top_ids, top_ids_bytes
+from saec.nn.truncate import indicator_counts, own_rows, top_ids, top_ids_bytes
 
 COMBINES = ("concat", "sum")
 
@@ -89,6 +89,17 @@ class DoubleHashEmbedding(CompressedEmbedding):
         m = check_int("num_buckets", num_buckets, 1, v)
         k = check_int("num_frequent", num_frequent, 0, v)
         return k * d + m * sum(half_dims(d, combine)), 32 + top_ids_bytes(v, k, counts)
+
+    def config(self) -> dict[str, Any]:
+        """Constructor arguments plus ``frequent_ids`` (the ids ``counts`` chose, None for ids 0..k-1)."""
+        ids = None if self.frequent_ids is None else self.frequent_ids.tolist()
+        return {**super().config(), "frequent_ids": ids}
+
+    @classmethod
+    def from_config(cls, num_embeddings: int, embedding_dim: int, config: dict[str, Any]) -> "DoubleHashEmbedding":
+        config = dict(config)
+        counts = indicator_counts(num_embeddings, config.pop("frequent_ids", None))
+        return cls(num_embeddings, embedding_dim, **config, counts=counts)
 
     def extra_repr(self) -> str:
         return (f"{self.num_embeddings}, {self.embedding_dim}, num_buckets={self.num_buckets}, "

@@ -18,8 +18,9 @@ give an initialisation).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
+import numpy as np
 import torch
 
 from saec.nn.base import CompressedEmbedding, check_bool, check_int, constant_table, generator, seeded_table
@@ -63,4 +64,90 @@ class MEmComEmbedding(CompressedEmbedding):
         return f"{self.num_embeddings}, {self.embedding_dim}, num_buckets={self.num_buckets}, bias={self.bias}"
 
 
-__all__ = ["MEmComEmbedding"]
+class Uniqueness(NamedTuple):
+    """How many features of a MEmCom table that share a ``U`` row still get embeddings of their own (App. A.4).
+
+    Attributes:
+        pairs: pairs of features sharing a ``U`` row.
+        distinct_pairs: those whose multipliers (``V``, and ``W`` with bias) differ by more than ``tol``.
+        features: features sharing their ``U`` row with at least one other.
+        unique_features: those whose multipliers differ by more than ``tol`` from every row-mate's.
+    """
+
+    pairs: int
+    distinct_pairs: int
+    features: int
+    unique_features: int
+
+    @property
+    def pair_fraction(self) -> float:
+        """Share of row-sharing pairs that differ (the paper's 99.98%); 1.0 if no row is shared."""
+        return self.distinct_pairs / self.pairs if self.pairs else 1.0
+
+    @property
+    def feature_fraction(self) -> float:
+        """Share of row-sharing features with a unique embedding; 1.0 if no row is shared."""
+        return self.unique_features / self.features if self.features else 1.0
+
+
+def unique_embeddings(table: MEmComEmbedding, tol: float = 1e-5, ids: Any = None,
+                      chunk: int = 1 << 20) -> Uniqueness:
+    """Count the features sharing a ``U`` row whose multipliers still differ (MEmCom App. A.4).
+
+    Two features ``a, b`` with ``a mod m == b mod m`` differ if ``|V[a] - V[b]| > tol`` or, with bias,
+    ``|W[a] - W[b]| > tol`` (the paper: "differed by greater than 0.00001"). Then their embeddings
+    ``U[j] V[a] (+ W[a])`` differ unless ``U[j]`` is zero.
+
+    Args:
+        table: a (trained) MEmCom table.
+        tol: the difference below which two multipliers count as equal.
+        ids: the features to look at (e.g. those seen in training); default all.
+        chunk: candidate pairs checked at once (bounds memory when many multipliers are equal).
+    """
+    if not isinstance(table, MEmComEmbedding):
+        raise TypeError(f"table must be a MEmComEmbedding, got {type(table).__name__}")
+    tol = float(tol)
+    if not tol >= 0:
+        raise ValueError(f"tol must be >= 0, got {tol}")
+    v = table.num_embeddings
+    if ids is None:
+        ids = np.arange(v)
+    else:
+        ids = np.unique(np.asarray(ids, dtype=np.int64))
+        if len(ids) and (ids[0] < 0 or ids[-1] >= v):
+            raise ValueError(f"ids must lie in [0, {v}), got values in [{ids[0]}, {ids[-1]}]")
+    mult = table.V.weight.detach().double().numpy()[ids, 0]
+    bias = table.W.weight.detach().double().numpy()[ids, 0] if table.W is not None else None
+    bucket = ids % table.num_buckets
+    sizes = np.bincount(bucket, minlength=table.num_buckets)
+    pairs = int((sizes * (sizes - 1) // 2).sum())
+    features = int(sizes[sizes > 1].sum())
+    if not len(ids):
+        return Uniqueness(0, 0, 0, 0)
+    # Sort by (row, multiplier) and put rows on disjoint stretches of one axis, so the row-mates within
+    # tol of each feature's multiplier are the next few places: one searchsorted finds them all.
+    order = np.lexsort((mult, bucket))
+    b, x = bucket[order], mult[order]
+    w = bias[order] if bias is not None else None
+    span = float(x.max() - x.min()) + 2 * tol + 1.0
+    key = np.unique(b, return_inverse=True)[1] * span + (x - x.min())
+    hi = np.searchsorted(key, key + tol + 4 * np.spacing(key), side="right")  # candidates of i: i+1 .. hi[i]-1
+    n_cand = hi - np.arange(len(key)) - 1
+    shared = np.zeros(len(key), dtype=bool)  # has an equal row-mate
+    equal_pairs = 0
+    starts = np.flatnonzero(n_cand)
+    for sel in np.array_split(starts, max(1, -(-int(n_cand.sum()) // chunk))):  # ~chunk candidate pairs each
+        reps = n_cand[sel]
+        first = np.repeat(sel, reps)
+        second = first + 1 + (np.arange(reps.sum()) - np.repeat(np.cumsum(reps) - reps, reps))
+        # the key's spacing is ~1e-16 relative: recheck tol on the multipliers themselves
+        close = np.abs(x[second] - x[first]) <= tol
+        if w is not None:
+            close &= np.abs(w[second] - w[first]) <= tol
+        equal_pairs += int(close.sum())
+        shared[first[close]] = True
+        shared[second[close]] = True
+    return Uniqueness(pairs, pairs - equal_pairs, features, features - int(shared.sum()))
+
+
+__all__ = ["MEmComEmbedding", "Uniqueness", "unique_embeddings"]

@@ -20,7 +20,7 @@ large one (v = 10^6, K = 4: 32, 1000, 31623 boundaries). Ids are frequency-ranke
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -31,8 +31,11 @@ from saec.nn.base import (CompressedEmbedding, check_bool, check_counts, check_f
 
 
 def block_plan(v: int, d: int, base_dim: int | None, num_blocks: int, alpha: float,
-               counts: Any = None) -> tuple[list[int], list[int]]:
-    """(offsets: K + 1 block boundaries from 0 to v, dims: K block dimensions) for these hyperparameters."""
+               counts: Any = None, dims: Sequence[int] | None = None) -> tuple[list[int], list[int]]:
+    """(offsets: K + 1 block boundaries from 0 to v, dims: K block dimensions) for these hyperparameters.
+
+    Explicit ``dims`` (K widths in [1, d]) replace the popularity rule (then ``counts`` is not used).
+    """
     base_dim = d if base_dim is None else check_int("base_dim", base_dim, 1, d)
     K = check_int("num_blocks", num_blocks, 1, v)
     alpha = check_float("alpha", alpha, 0.0, 1.0)
@@ -42,6 +45,10 @@ def block_plan(v: int, d: int, base_dim: int | None, num_blocks: int, alpha: flo
         offsets.append(min(max(round(v ** (k / K)), offsets[-1] + 1), v - (K - k)))
     offsets.append(v)
     sizes = np.diff(offsets)
+    if dims is not None:
+        if isinstance(dims, (str, bytes)) or len(dims) != K:
+            raise ValueError(f"dims must be {K} integers in [1, {d}] (one per block, num_blocks={K}), got {dims!r}")
+        return offsets, [check_int("dims", x, 1, d) for x in dims]
     if counts is not None and counts.sum() > 0:
         p = np.add.reduceat(counts, offsets[:-1]) / sizes
     else:
@@ -60,16 +67,18 @@ class MixedDimEmbedding(CompressedEmbedding):
         num_blocks: K, 1 <= K <= v (K = 1 is a single d_bar-wide table plus projection).
         alpha: temperature in [0, 1].
         counts: per-id counts (optional) for the block popularities.
+        dims: explicit block dimensions (K integers in [1, e]) instead of the popularity rule; a saved
+            table is rebuilt from them (:meth:`config`), since they depend on the ``counts`` it was built with.
 
     Parameters: ``sum_k n_k * d_k + sum_{k: d_k < e} d_k * e``.
     """
 
     def __init__(self, num_embeddings: int, embedding_dim: int, base_dim: int | None = None, num_blocks: int = 4,
-                 alpha: float = 0.5, *, counts: Any = None, seed: int = 0, init_std: float = 0.01,
+                 alpha: float = 0.5, dims: Sequence[int] | None = None, *, counts: Any = None, seed: int = 0, init_std: float = 0.01,
                  sparse: bool = False) -> None:
         super().__init__(num_embeddings, embedding_dim)
         self.offsets, self.dims = block_plan(self.num_embeddings, self.embedding_dim, base_dim, num_blocks,
-                                             alpha, counts)
+                                             alpha, counts, dims)
         self.base_dim = self.embedding_dim if base_dim is None else int(base_dim)
         self.num_blocks, self.alpha = int(num_blocks), float(alpha)
         sparse = check_bool("sparse", sparse)
@@ -95,8 +104,8 @@ class MixedDimEmbedding(CompressedEmbedding):
 
     @classmethod
     def _size(cls, v: int, d: int, *, base_dim: int | None = None, num_blocks: int = 4, alpha: float = 0.5,
-              counts: Any = None, **_: Any) -> tuple[int, int]:
-        offsets, dims = block_plan(v, d, base_dim, num_blocks, alpha, counts)
+              dims: Sequence[int] | None = None, counts: Any = None, **_: Any) -> tuple[int, int]:
+        offsets, dims = block_plan(v, d, base_dim, num_blocks, alpha, counts, dims)
         sizes = np.diff(offsets).tolist()
         return sum(n * dk for n, dk in zip(sizes, dims)) + sum(dk * d for dk in dims if dk < d), 0
 

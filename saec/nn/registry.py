@@ -4,6 +4,7 @@ A method is built either from explicit hyperparameters or from a budget (``budge
 parameters, or ``budget_bytes`` bytes of parameters and buffers). For a budget, one size knob of the
 method (:attr:`Method.knobs`, e.g. MEmCom's ``num_buckets``) is set to the value whose table is the
 largest not exceeding the budget, the other hyperparameters staying as given (or at their defaults).
+``"full"``, the uncompressed reference, has no knob: a budget only checks that it fits.
 Sizes come from the classes' :meth:`~saec.nn.hashing.CompressedEmbedding.footprint`, so nothing is
 allocated while searching.
 """
@@ -19,6 +20,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from saec.nn.double_hashing import DoubleHashEmbedding
 from saec.nn.factorized import FactorizedEmbedding
+from saec.nn.full import FullEmbedding
 from saec.nn.base import CompressedEmbedding, check_int
 from saec.nn.hashing import HashEmbedding
 from saec.nn.low_dim import LowDimEmbedding
@@ -83,6 +85,7 @@ def _alphas(v: int, d: int) -> list[float]:
 _BUCKETS = Knob("num_buckets", lambda v, d: range(1, v + 1))
 
 METHODS: dict[str, Method] = {
+    "full": Method(FullEmbedding, (), "uncompressed v x e table, the reference (no knob)"),
     "hashing": Method(HashEmbedding, (_BUCKETS,), "naive hashing, T[i mod m] (Weinberger et al.)"),
     "double_hashing": Method(DoubleHashEmbedding, (_BUCKETS,), "two universal hashes, concatenated (Zhang et al.)",
                              fixed={"num_frequent": 0}),
@@ -149,6 +152,8 @@ def fit_hyperparameters(method: str, num_embeddings: int, dim: int, *, counts: A
                if b is not None}
     if len(budgets) > 1:
         raise ValueError("give at most one of budget_params and budget_bytes")
+    if not budgets and not spec.knobs:
+        return dict(hyper)
     if not budgets:
         first = spec.knobs[0].name
         if first not in hyper and inspect.signature(spec.cls).parameters[first].default is inspect.Parameter.empty:
@@ -157,11 +162,19 @@ def fit_hyperparameters(method: str, num_embeddings: int, dim: int, *, counts: A
     (budget_name, budget), = budgets.items()
     if isinstance(budget, bool) or not isinstance(budget, Real) or not 0 < budget < math.inf:
         raise ValueError(f"{budget_name} must be a positive number, got {budget!r}")
+    extra = {"counts": counts} if spec.accepts_counts() else {}
+    if not spec.knobs:  # nothing to turn: the one table either fits or not
+        fp = spec.cls.footprint(v, d, **hyper, **extra)
+        got = fp.params if budget_name == "budget_params" else fp.nbytes
+        if got > budget:
+            unit = "parameters" if budget_name == "budget_params" else "bytes"
+            raise ValueError(f"{budget_name}={budget} is too small for method {method!r}: its "
+                             f"{num_embeddings} x {dim} table needs {got} {unit}")
+        return dict(hyper)
     free = [k for k in spec.knobs if k.name not in hyper]
     if not free:
         names = " or ".join(f"{k.name}=" for k in spec.knobs)
         raise ValueError(f"give either {names} or {budget_name}= for method {method!r}, not both")
-    extra = {"counts": counts} if spec.accepts_counts() else {}
 
     def size(name: str, x: Any) -> int:
         fp = spec.cls.footprint(v, d, **_tie(spec, {**hyper, name: x}), **extra)
@@ -175,6 +188,17 @@ def fit_hyperparameters(method: str, num_embeddings: int, dim: int, *, counts: A
     unit = "parameters" if budget_name == "budget_params" else "bytes"
     raise ValueError(f"{budget_name}={budget} is too small for method {method!r}: its smallest "
                      f"{num_embeddings} x {dim} table needs {smallest} {unit}")
+
+
+def method_of(table: CompressedEmbedding) -> str:
+    """The :data:`METHODS` name that builds ``table``'s kind (double hashing with frequent rows is
+    ``"freq_double_hashing"``)."""
+    if isinstance(table, DoubleHashEmbedding):
+        return "freq_double_hashing" if table.num_frequent else "double_hashing"
+    for name, spec in METHODS.items():
+        if type(table) is spec.cls:
+            return name
+    raise TypeError(f"a {type(table).__name__} is not a table of any method in METHODS")
 
 
 def _method(method: str) -> Method:
@@ -208,4 +232,4 @@ def _largest_fitting(size: Callable[[Any], int], values: Sequence[Any], budget: 
     return values[lo]
 
 
-__all__ = ["METHODS", "Knob", "Method", "fit_hyperparameters", "make_embedding"]
+__all__ = ["METHODS", "Knob", "Method", "fit_hyperparameters", "make_embedding", "method_of"]

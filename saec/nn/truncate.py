@@ -41,6 +41,18 @@ def _top_is_prefix(counts: np.ndarray | None, k: int) -> bool:
     return counts is None or k == 0 or k == len(counts) or counts[:k].min() >= counts[k:].max()
 
 
+def indicator_counts(num_embeddings: int, ids: list[int] | None) -> np.ndarray | None:
+    """Counts whose top ``len(ids)`` features are exactly ``ids`` (1 there, 0 elsewhere), or None for None.
+
+    Rebuilds a table from its :meth:`~saec.nn.base.CompressedEmbedding.config` without the original counts.
+    """
+    if ids is None:
+        return None
+    counts = np.zeros(num_embeddings)
+    counts[np.asarray(ids, dtype=np.int64)] = 1.0
+    return counts
+
+
 def own_rows(ids: torch.Tensor, k: int, top: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
     """(is one of the k frequent features, its row in ``[0, k)`` -- clamped, only meaningful where true)."""
     if top is None:
@@ -82,9 +94,20 @@ class TruncateEmbedding(CompressedEmbedding):
         m = check_int("num_kept", num_kept, 0, v - 1)
         return (m + 1) * d, top_ids_bytes(v, m, counts)
 
+    def config(self) -> dict[str, Any]:
+        """Constructor arguments plus ``kept_ids`` (the ids ``counts`` chose, None for ids 0..m-1)."""
+        ids = None if self.kept_ids is None else self.kept_ids.tolist()
+        return {**super().config(), "kept_ids": ids}
+
+    @classmethod
+    def from_config(cls, num_embeddings: int, embedding_dim: int, config: dict[str, Any]) -> "TruncateEmbedding":
+        config = dict(config)
+        counts = indicator_counts(num_embeddings, config.pop("kept_ids", None))
+        return cls(num_embeddings, embedding_dim, **config, counts=counts)
+
     def extra_repr(self) -> str:
         order = "by counts" if self.kept_ids is not None else "ids 0..m-1"
         return f"{self.num_embeddings}, {self.embedding_dim}, num_kept={self.num_kept} ({order})"
 
 
-__all__ = ["TruncateEmbedding", "own_rows", "top_ids", "top_ids_bytes"]
+__all__ = ["TruncateEmbedding", "indicator_counts", "own_rows", "top_ids", "top_ids_bytes"]
