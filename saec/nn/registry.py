@@ -142,8 +142,11 @@ def fit_hyperparameters(method: str, num_embeddings: int, dim: int, *, counts: A
     """The keyword arguments :func:`make_embedding` passes to the method's class (without building it)."""
     spec = _method(method)
     accepted = spec.hyperparameters()
-    for name in hyper:
-        if name not in accepted:
+    for name, value in hyper.items():
+        if name in spec.fixed:  # a pinned value may be passed back (what this function returns), not changed
+            if value != spec.fixed[name]:
+                raise ValueError(f"method {method!r} pins {name}={spec.fixed[name]!r}, got {value!r}")
+        elif name not in accepted:
             raise ValueError(f"method {method!r} has no hyperparameter {name!r}; it takes {accepted}")
     v = check_int("num_embeddings", num_embeddings, 1)
     d = check_int("dim", dim, 1)
