@@ -117,7 +117,8 @@ def summarise(r: dict[str, Any]) -> list[dict[str, Any]]:
 
 def render(res: dict[str, Any], argv: list[str], pngs: dict[float, str]) -> str:
     parts = [header("Saec retraining on the synthetic trace: targets, optimizer state, k", argv)]
-    parts.append(f"- peak RSS: {res['peak_rss_mib']:,.0f} MiB; wall time {res['wall_s'] / 60:.1f} min\n")
+    parts.append(f"- peak RSS: {res['peak_rss_mib']:,.0f} MiB; wall time {res['wall_s'] / 60:.1f} min"
+                 f"{' (the longest of the runs below that recorded them)' if len(res.get('commands', [])) > 1 else ''}\n")
     if len(res.get("commands", [])) > 1:
         parts.append("\nThe numbers come from these runs (in parallel, one per learning rate), rendered by the command "
                      "above:\n\n```\n" + "\n".join(res["commands"]) + "\n```\n")
@@ -215,7 +216,8 @@ def main() -> None:
     if args.from_json:
         parts = [json.loads(p.read_text()) for p in args.from_json]
         res = {**parts[0], "runs": [r for part in parts for r in part["runs"]],
-               "wall_s": max(part["wall_s"] for part in parts), "peak_rss_mib": max(part["peak_rss_mib"] for part in parts),
+               "wall_s": max(part.get("wall_s", 0.0) for part in parts),
+               "peak_rss_mib": max(part.get("peak_rss_mib", 0.0) for part in parts),
                "commands": [c for part in parts for c in part.get("commands", [])]}
         write_report(res, args.out, ["python", "benchmarks/trace_retrain.py", *sys.argv[1:]])
         return
