@@ -7,8 +7,11 @@ mixed-radix digits (i_1, ..., i_K), ``i = sum_k i_k prod_{l>k} n_l``, is the cha
 
     E[i] = reshape(G_1[:, i_1] G_2[:, i_2] ... G_K[:, i_K], e)     # (1, e_1, r_1) (r_1, e_2, r_2) ...
 
-computed for the distinct ids of a batch with one batched matmul per core. A batch gathers about
-``batch x r^2 e_k`` numbers from a middle core, which bounds the practical rank. Each core is stored
+computed with one batched matmul per core, for the distinct prefixes (i_1, ..., i_k) of the batch's
+distinct ids: the partial product up to core k is shared by every id with that prefix, so a middle core
+contributes ``min(distinct ids, n_1 ... n_k) x r^2 e_k`` gathered numbers rather than one ``r^2 e_k``
+block per lookup (on a 3,020-id table, all ids at rank 64: ~26x faster forward+backward than per
+lookup, ~3x faster than per distinct id). Each core is stored
 as an ``nn.Embedding`` of n_k rows of r_{k-1} e_k r_k numbers (so sparse gradients work as for any
 table).
 
@@ -121,20 +124,33 @@ class TTEmbedding(CompressedEmbedding):
         return self.cores[k].weight.view(n, self.ranks[k], e, self.ranks[k + 1]).transpose(0, 1)
 
     def embed(self, ids: torch.Tensor) -> torch.Tensor:
-        # Each id gathers r_{k-1} e_k r_k numbers per core, so rows are built once per distinct id (a
-        # batch of power-law ids repeats many) and then indexed.
+        # Work is shared at every level of the chain, not only per distinct id: the partial product
+        # G_1[:, i_1] ... G_k[:, i_k] depends only on the prefix (i_1, ..., i_k), and a batch of distinct
+        # ids has far fewer distinct prefixes than ids (at most n_1 ... n_k). So each level multiplies the
+        # distinct prefixes of the level before by their next core once; the r^2-sized middle cores are
+        # gathered once per distinct prefix instead of once per id. Autograd through the gathers sums
+        # the gradients of repeated prefixes and ids, so gradients are those of the per-lookup product.
         unique, inverse = torch.unique(ids, return_inverse=True)
         return self._rows(unique)[inverse]
 
     def _rows(self, ids: torch.Tensor) -> torch.Tensor:
-        N, width = len(ids), 1
-        out = torch.ones(N, 1, 1, device=ids.device)  # (N, e_1 ... e_{k-1}, r_{k-1})
-        for k, i_k in enumerate(self.digits(ids)):
+        """Rows of the sorted distinct ``ids`` (any 1-d ids give the same rows; duplicates cost more)."""
+        out = torch.ones(1, 1, 1, dtype=self.cores[0].weight.dtype, device=ids.device)  # (prefixes, e_1.., r_{k-1})
+        parents = None  # distinct prefixes (i_1, ..., i_{k-1}) as numbers, sorted
+        width = 1
+        for k, (stride, n) in enumerate(zip(self.strides, self.row_factors)):
+            last = k == self.num_cores - 1
+            prefixes = ids if last else torch.unique(torch.div(ids, stride, rounding_mode="floor"))
+            if parents is None:
+                parent = torch.zeros_like(prefixes)
+            else:
+                parent = torch.searchsorted(parents, torch.div(prefixes, n, rounding_mode="floor"))
             e, r = self.dim_factors[k], self.ranks[k + 1]
-            g = self.cores[k](i_k).view(N, self.ranks[k], e * r)
+            g = self.cores[k](prefixes % n).view(len(prefixes), self.ranks[k], e * r)
             width *= e
-            out = torch.bmm(out, g).view(N, width, r)
-        return out.view(N, self.embedding_dim)
+            out = torch.bmm(out[parent], g).view(len(prefixes), width, r)
+            parents = prefixes
+        return out.view(len(ids), self.embedding_dim)
 
     @classmethod
     def _size(cls, v: int, d: int, *, rank: int = 8, num_cores: int = 3, row_factors: Sequence[int] | None = None,
