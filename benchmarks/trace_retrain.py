@@ -198,21 +198,27 @@ def plot(path: Path, r: dict[str, Any]) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8, 4.5))
+    low, high = -0.005, 0.004
+    fig, ax = plt.subplots(figsize=(12, 5))
+
+    def label(text: str, values: list[float]) -> str:
+        return text if min(values) >= low else f"{text} (off the chart: {np.mean(values):+.3f})"
+
+    k0 = min(s["k"] for s in summarise(r))
     for s in summarise(r):
-        hours = [p[0] for p in s["per_hour"]]
-        ax.errorbar(hours, [p[1] for p in s["per_hour"]], yerr=[p[2] for p in s["per_hour"]], marker="o",
-                    capsize=3, label=f"k={s['k']}: {s['variant']}", linestyle="-" if s["k"] == 100 else "--")
-    ax.plot([h["hour"] for h in r["hours"]], [h["full_extra_epoch"]["auc"] - h["full"]["auc"] for h in r["hours"]],
-            "k:", marker="x", label="full model + same extra epoch")
+        hours, d = [p[0] for p in s["per_hour"]], [p[1] for p in s["per_hour"]]
+        ax.errorbar(hours, d, yerr=[p[2] for p in s["per_hour"]], marker="o", capsize=3,
+                    label=label(f"k={s['k']}: {s['variant']}", d), linestyle="-" if s["k"] == k0 else "--")
+    ctl = [h["full_extra_epoch"]["auc"] - h["full"]["auc"] for h in r["hours"]]
+    ax.plot([h["hour"] for h in r["hours"]], ctl, "k:", marker="x", label=label("full model + same extra epoch", ctl))
     ax.axhline(TARGET_DAUC, color="red", lw=0.8)
     ax.axhline(0, color="grey", lw=0.5)
     ax.set_xlabel("hour (compressed after training on it, tested on the next)")
     ax.set_ylabel("ΔAUC vs full model")
     ax.set_title(f"Saec retraining variants, lr {r['lr']:g}")
-    lo = min(min(p[1] for p in s["per_hour"]) for s in summarise(r))
-    ax.set_ylim(max(lo - 0.001, -0.012), 0.005)
-    ax.legend(fontsize=6, loc="lower left")
+    ax.set_ylim(low, high)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.tight_layout()
     save_figure(fig, path)
 
 
