@@ -334,7 +334,10 @@ the numbers. Differences of 2-3 points of relative loss are within the seed spre
 The run took three passes: the first stopped at `double_hashing` on a bug in this script (it passed the
 registry's pinned `num_frequent` back to `make_embedding`; tables are now built from the budget directly,
 which builds the same tables for the methods already run); the second resumed it without the benchmark
-lock, which another benchmark held; the third added a second seed at 4x, 16x and 64x pointwise.
+lock, which another benchmark held; the third added a second seed at 4x, 16x and 64x pointwise. Three more
+passes added TT at 2x, 4x (two seeds) and 8x after TT's row computation got ~3x faster (shared prefixes):
+the rows the first passes had written as "skipped (TT rank cap)" were removed from the JSON by hand, since
+`--resume` counts a skipped row as done, and the new rows were put in their place.
 
 - **The paper's ~4% loss at 16x does not hold here.** MEmCom loses about 28% of the uncompressed nDCG@10 at
   16x on the input table (1.88x over the whole model) pointwise, about 31% with RankNet. No method comes near
@@ -351,8 +354,9 @@ lock, which another benchmark held; the third added a second seed at 4x, 16x and
   of relative loss, with no consistent sign across ratios or between the two losses.
 - **Factorized and mixed dimensions lose 20-27% already at 2x**, and both are worse at 2x than at 4x: that
   is not a capacity limit but the product parameterisation training worse under the shared learning rate
-  (tuned on the uncompressed model). TT ran only at 16x-64x (rank cap) and stays at ~28-31% there, best of
-  all at 64x.
+  (tuned on the uncompressed model). TT loses 28-33% at every ratio from 2x to 64x: the worst method at
+  2x-8x, the best at 64x; more rank does not help, which again points at training rather than capacity
+  (its best epoch is 1-3).
 - **Why it may differ from the paper** (hypotheses, not tested here): (1) scale: 30K training examples
   against 655K; the uncompressed model overfits after 3-5 epochs, so the rare items' rows are barely trained
   in any method. (2) MEmCom starts every multiplier at 1, so a rare item starts as an exact copy of its
@@ -454,8 +458,8 @@ def main() -> None:
     ap.add_argument("--extra-seed-methods", default="memcom,memcom_bias")
     ap.add_argument("--lr", type=float, default=0.2, help="Adagrad learning rate, pointwise")
     ap.add_argument("--ranknet-lr", type=float, default=0.2, help="Adagrad learning rate, RankNet")
-    ap.add_argument("--tt-max-rank", type=int, default=32,
-                    help="skip TT where the budget needs a larger rank (a step at rank 78 takes ~1 s here)")
+    ap.add_argument("--tt-max-rank", type=int, default=128,
+                    help="skip TT where the budget needs a larger rank (a run at rank 78 takes ~40 s on one core)")
     ap.add_argument("--negatives", type=int, default=16, help="RankNet pairs per example")
     ap.add_argument("--batch-size", type=int, default=256)
     ap.add_argument("--epochs", type=int, default=30)
