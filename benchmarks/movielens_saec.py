@@ -443,8 +443,9 @@ def findings(task, results: list[dict], args) -> str:
                              f"{_m([r[modes[0]]['auc'] for r in res['runs'] if r['k'] == k]):.4f} vs no retraining "
                              f"{_m([r['before']['auc'] for r in res['runs'] if r['k'] == k]):.4f}")
             text += (f"- *Gentler retraining* (lr/10, codebooks only): " + "; ".join(cells) + ". A smaller step "
-                     f"narrows the loss from retraining; on this static task no recipe we tried beats not "
-                     f"retraining at all.\n")
+                     f"narrows the loss from retraining; on this static task no recipe that fits the labels "
+                     f"beats not retraining at all (fitting the full model's predictions, above, matches or "
+                     f"beats it).\n")
         if res.get("ablation"):
             k = args.ablation_k
             ab = {tuple(r["fields"]): [] for r in res["ablation"]}
