@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import time
 from dataclasses import asdict, dataclass, field
+from typing import Callable
 
 import numpy as np
 import torch
@@ -121,6 +122,28 @@ class History:
         return asdict(self)
 
 
+def early_stopping(model: nn.Module, epochs: int, patience: int, run_epoch: Callable[[int], tuple[dict, dict]],
+                   metric: str) -> History:
+    """Call ``run_epoch(epoch) -> (train stats, validation metrics)`` up to ``epochs`` times, stop after
+    ``patience`` epochs without a higher validation ``metric``, and leave ``model`` holding the best
+    epoch's weights."""
+    history = History()
+    best, best_state, stale = -np.inf, None, 0
+    for epoch in range(epochs):
+        stats, metrics = run_epoch(epoch)
+        history.epochs.append({"epoch": epoch + 1, **stats, **{f"valid_{k}": v for k, v in metrics.items()}})
+        if metrics[metric] > best:
+            best, best_state, stale = metrics[metric], copy.deepcopy(model.state_dict()), 0
+            history.best_epoch = epoch + 1
+        else:
+            stale += 1
+            if stale >= patience:
+                break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    return history
+
+
 def fit(model: nn.Module, train: CTRData, valid: CTRData, cfg: TrainConfig,
         optimizer: torch.optim.Optimizer | None = None) -> History:
     """Train up to ``cfg.epochs`` epochs, stop after ``cfg.patience`` epochs without a better validation
@@ -129,23 +152,14 @@ def fit(model: nn.Module, train: CTRData, valid: CTRData, cfg: TrainConfig,
     Pass an ``optimizer`` to keep its state afterwards (it holds the last epoch's state, not the best's).
     """
     optimizer = optimizer if optimizer is not None else make_optimizer(model, cfg)
-    history = History()
-    best_auc, best_state, stale = -np.inf, None, 0
-    for epoch in range(cfg.epochs):
+
+    def run_epoch(epoch: int) -> tuple[dict, dict]:
         stats = train_epoch(model, train, optimizer, cfg.batch_size, seed=cfg.seed + epoch,
                             progress=cfg.progress, desc=f"epoch {epoch + 1}/{cfg.epochs}")
         metrics = evaluate(model, valid)
-        history.epochs.append({"epoch": epoch + 1, **stats, **{f"valid_{k}": v for k, v in metrics.items()}})
         if cfg.progress:
             tqdm.write(f"epoch {epoch + 1}: loss {stats['loss']:.4f}  valid AUC {metrics['auc']:.4f}  "
                        f"log loss {metrics['logloss']:.4f}  ({stats['samples_per_s']:,.0f} samples/s)")
-        if metrics["auc"] > best_auc:
-            best_auc, best_state, stale = metrics["auc"], copy.deepcopy(model.state_dict()), 0
-            history.best_epoch = epoch + 1
-        else:
-            stale += 1
-            if stale >= cfg.patience:
-                break
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    return history
+        return stats, metrics
+
+    return early_stopping(model, cfg.epochs, cfg.patience, run_epoch, "auc")

@@ -16,7 +16,6 @@ Early stopping keeps the epoch with the best validation nDCG@k.
 
 from __future__ import annotations
 
-import copy
 import time
 from dataclasses import dataclass
 
@@ -27,7 +26,7 @@ from tqdm.auto import tqdm
 
 from saec.data.ranking import RankingSplit
 from saec.models.ranking import PointwiseRanker, RankNet, ranknet_loss
-from saec.train.loop import History, TrainConfig, make_optimizer
+from saec.train.loop import History, TrainConfig, early_stopping, make_optimizer
 from saec.train.metrics import ndcg_from_rank
 
 LOSSES = ("softmax", "ranknet")
@@ -123,25 +122,16 @@ def fit(model: PointwiseRanker, train: RankingSplit, valid: RankingSplit, cfg: R
     """Train up to ``cfg.epochs`` epochs, stop after ``cfg.patience`` epochs without a better validation
     nDCG@k, and leave ``model`` holding the best epoch's weights."""
     optimizer = make_optimizer(model, cfg)
-    history = History()
-    best, best_state, stale = -np.inf, None, 0
-    for epoch in range(cfg.epochs):
+
+    def run_epoch(epoch: int) -> tuple[dict, dict]:
         stats = train_epoch(model, train, optimizer, cfg, seed=cfg.seed * 1000 + epoch, desc=f"epoch {epoch + 1}")
         metrics = evaluate(model, valid, cfg.k, cfg.exclude_history)
-        history.epochs.append({"epoch": epoch + 1, **stats, **{f"valid_{m}": v for m, v in metrics.items()}})
         if cfg.progress:
             tqdm.write(f"epoch {epoch + 1}: loss {stats['loss']:.4f}  valid nDCG@{cfg.k} {metrics['ndcg']:.4f}  "
                        f"({stats['seconds']:.1f} s)")
-        if metrics["ndcg"] > best:
-            best, best_state, stale = metrics["ndcg"], copy.deepcopy(model.state_dict()), 0
-            history.best_epoch = epoch + 1
-        else:
-            stale += 1
-            if stale >= cfg.patience:
-                break
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    return history
+        return stats, metrics
+
+    return early_stopping(model, cfg.epochs, cfg.patience, run_epoch, "ndcg")
 
 
 __all__ = ["LOSSES", "RankingConfig", "evaluate", "fit", "label_ranks", "sample_negatives", "train_epoch"]
