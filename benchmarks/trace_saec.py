@@ -301,7 +301,7 @@ def run_lr(trace: SyntheticTrace, lr: float, seeds: int, every: int, ks: list[in
     t0 = time.perf_counter()
     wanted = [h for h in range(hours - 1) if (hours - 2 - h) % every == 0]  # always includes the last hour
     rows = []
-    for row in periodic_saec(trace, SaecConfig(k=100), tcfg, "dssm", hours, wanted, HIDDEN):
+    for row in periodic_saec(trace, SaecConfig(k=100), tcfg, "dssm", hours, wanted, HIDDEN, retrain_targets="labels"):
         rows.append(row)
         if "saec_auc" in row:
             log(f"lr {lr}: hour {row['hour']}: full {row['auc']:.4f} saec {row['saec_auc']:.4f} ratio {row['ratio']:.1f}")

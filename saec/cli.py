@@ -302,9 +302,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_options(p)
     _add_saec_options(p, eligibility=10.0)
     p.add_argument_group("retraining").add_argument(
-        "--retrain-on", choices=["labels", "full"], default="labels",
-        help="the retraining epoch fits the labels (Saec §2.1) or the full model's predictions (distillation; "
-             "better when a second pass over the same data overfits, see docs/results/trace_retrain.md) (labels)")
+        "--retrain-on", choices=["full", "labels"], default="full",
+        help="the retraining epoch fits the full model's predictions (distillation; better when a second pass "
+             "over the same data overfits, as at the default lr) or the labels (Saec §2.1; better when an extra "
+             "epoch helps the full model), see docs/results/trace_retrain.md (full)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("compress", help="compress a saved model or a folder of .npy tables (a parameter-server dump)")
