@@ -41,9 +41,9 @@ HIDDEN = (256, 128)
 TARGET_RATIO, TARGET_DAUC = 27.0, -0.001
 VARIANTS = {  # name -> (targets, carried optimizer state); None = not retrained
     "not retrained": None,
-    "labels, fresh Adagrad (paper; library default)": ("labels", False),
+    "labels, fresh Adagrad (paper)": ("labels", False),
     "labels, carried Adagrad": ("labels", True),
-    "full model's predictions, fresh Adagrad": ("full", False),
+    "full model's predictions, fresh Adagrad (library default)": ("full", False),
     "full model's predictions, carried Adagrad": ("full", True),
 }
 
@@ -236,6 +236,11 @@ def main() -> None:
     args = ap.parse_args()
     if args.from_json:
         parts = [json.loads(p.read_text()) for p in args.from_json]
+        renamed = {"labels, fresh Adagrad (paper; library default)": "labels, fresh Adagrad (paper)",
+                   "full model's predictions, fresh Adagrad": "full model's predictions, fresh Adagrad (library default)"}
+        for run in (r for part in parts for r in part["runs"]):  # names of runs made before the default changed
+            for s in (s for h in run["hours"] for s in h["settings"]):
+                s["variants"] = {renamed.get(k, k): v for k, v in s["variants"].items()}
         res = {**parts[0], "runs": [r for part in parts for r in part["runs"]],
                "wall_s": max(part.get("wall_s", 0.0) for part in parts),
                "peak_rss_mib": max(part.get("peak_rss_mib", 0.0) for part in parts),
