@@ -126,12 +126,16 @@ def load_model(path: str | Path) -> tuple[nn.Module, dict[str, Vocabulary], dict
         raise ValueError(f"{path}: model file version {payload.get('version')} is not supported (want {VERSION})")
     cfg = dict(payload["config"])
     schema = Schema.from_dict(payload["schema"])
-    model = build_model(cfg.pop("name"), schema, cfg.pop("num_embeddings"), **cfg)
     tables = payload.get("tables", {})
     if not isinstance(tables, dict):
         raise ValueError(f"{path}: damaged table records (a {type(tables).__name__}, not a dict by field)")
-    for name, t in tables.items():  # non-default fields: same shapes, weights follow
-        model.embeddings.tables[name] = _rebuild(path, name, t, schema)
+    # non-default fields are rebuilt first and handed to the model, so no full table is allocated for them
+    # (a compressed 1e8-feature field would otherwise cost its float32 table just to be thrown away)
+    rebuilt = {name: _rebuild(path, name, t, schema) for name, t in tables.items()}
+    try:
+        model = build_model(cfg.pop("name"), schema, cfg.pop("num_embeddings"), **cfg, tables=rebuilt)
+    except ValueError as e:
+        raise ValueError(f"{path}: the model it describes cannot be built: {e}") from None
     try:
         model.load_state_dict(payload["state_dict"])
     except RuntimeError as e:

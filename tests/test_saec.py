@@ -307,3 +307,27 @@ def test_retraining_toward_the_full_model_fits_its_predictions_not_the_labels():
     assert max((a - b).abs().max().item() for a, b in zip(fitted.parameters(), model.parameters())) > 1e-3
     with pytest.raises(ValueError, match="retrain_targets"):
         run_saec(None, SaecConfig(k=4), cfg, retrain_targets="teacher")
+
+
+def test_loading_a_compressed_model_allocates_no_full_table_for_compressed_fields(tmp_path, monkeypatch):
+    import saec.nn.collection as collection
+    from saec.data.vocab import Vocabulary
+    from saec.io import load_model, save_model
+
+    schema = Schema((Field("big", 3), Field("small", 2)))
+    model = build_model("dssm", schema, {"big": 5000, "small": 5}, hidden=(4,))
+    compressed, _ = compress_model(model, None, SaecConfig(k=4, eligibility=10))
+    vocabs = {"big": Vocabulary.from_values(range(5000)), "small": Vocabulary.from_values(range(5))}
+    path = save_model(tmp_path / "m.pt", compressed, vocabs)
+    made = []
+    real = collection.new_table
+    monkeypatch.setattr(collection, "new_table", lambda n, *a: made.append(n) or real(n, *a))
+    loaded, _, _ = load_model(path)
+    assert made == [5]  # only the small field's full table
+    assert isinstance(loaded.embeddings.tables["big"], ClusteredEmbedding)
+    ids = {"big": torch.arange(10), "small": torch.arange(10) % 5}
+    assert torch.equal(loaded(ids), compressed(ids))
+    with pytest.raises(ValueError, match="field 'big': the given table is 3 x 3"):
+        collection.EmbeddingCollection(schema, {"big": 5000, "small": 5}, tables={"big": nn.Embedding(3, 3)})
+    with pytest.raises(ValueError, match="unknown fields"):
+        collection.EmbeddingCollection(schema, {"big": 5000, "small": 5}, tables={"huge": nn.Embedding(3, 3)})

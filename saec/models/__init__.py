@@ -38,12 +38,18 @@ def build_model(
     seed: int = 0,
     init_std: float = 0.01,
     sparse: bool = True,
+    tables: Mapping[str, nn.Module] | None = None,
 ) -> nn.Module:
-    """A freshly initialised CTR model (``"dssm"`` or ``"deepfm"``), seeded for reproducibility."""
+    """A freshly initialised CTR model (``"dssm"`` or ``"deepfm"``), seeded for reproducibility.
+
+    ``tables``: ready-made tables for some fields (see :class:`~saec.nn.collection.EmbeddingCollection`);
+    not part of :attr:`config`. Skipping a field's full table changes the random stream the rest of the
+    model is initialised from, which is harmless when weights are loaded afterwards (as :func:`saec.io.load_model` does).
+    """
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose one of {sorted(MODELS)}")
     torch.manual_seed(seed)
-    emb = EmbeddingCollection(schema, num_embeddings, sparse=sparse, init_std=init_std)
+    emb = EmbeddingCollection(schema, num_embeddings, sparse=sparse, init_std=init_std, tables=tables)
     model = MODELS[name](emb, hidden=tuple(hidden), dropout=dropout)
     model.config = {  # enough to rebuild the same architecture when loading
         "name": name, "num_embeddings": dict(num_embeddings), "hidden": list(hidden), "dropout": dropout,

@@ -11,6 +11,8 @@ the model noticing. The container owns what is not a table's business:
 
 from __future__ import annotations
 
+from typing import Mapping
+
 import torch
 from torch import nn
 
@@ -33,16 +35,23 @@ class EmbeddingCollection(nn.Module):
         num_embeddings: rows per field, normally ``len(vocab)``.
         sparse: tables produce sparse gradients (needed for large tables; Adagrad accepts them).
         init_std: standard deviation of the normal initialisation.
+        tables: ready-made tables for some fields (e.g. compressed ones being loaded), used instead of
+            allocating a full table first; each must address ``num_embeddings[field]`` ids with vectors of
+            the field's dimension.
     """
 
     def __init__(
-        self, schema: Schema, num_embeddings: dict[str, int], sparse: bool = True, init_std: float = 0.01
+        self, schema: Schema, num_embeddings: dict[str, int], sparse: bool = True, init_std: float = 0.01,
+        tables: Mapping[str, nn.Module] | None = None,
     ) -> None:
         super().__init__()
         unknown = sorted(set(num_embeddings) - set(schema.names))
         missing = [n for n in schema.names if n not in num_embeddings]
         if unknown or missing:
             raise ValueError(f"num_embeddings has unknown fields {unknown} and lacks fields {missing}")
+        given = dict(tables or {})
+        if set(given) - set(schema.names):
+            raise ValueError(f"tables for unknown fields {sorted(set(given) - set(schema.names))}")
         self.schema = schema
         self.sparse = sparse
         self.init_std = init_std
@@ -52,7 +61,15 @@ class EmbeddingCollection(nn.Module):
             n = int(num_embeddings[f.name])
             if n < 1:
                 raise ValueError(f"field {f.name!r}: needs at least one row, got {n}")
-            self.tables[f.name] = new_table(n, f.dim, init_std, sparse)
+            if f.name in given:
+                t = given[f.name]
+                shape = (getattr(t, "num_embeddings", None), getattr(t, "embedding_dim", None))
+                if shape != (n, f.dim):
+                    raise ValueError(f"field {f.name!r}: the given table is {shape[0]} x {shape[1]}, the field needs "
+                                     f"{n} x {f.dim}")
+                self.tables[f.name] = t
+            else:
+                self.tables[f.name] = new_table(n, f.dim, init_std, sparse)
             self.oov[f.name] = nn.Parameter(torch.zeros(f.dim))
 
     @property
