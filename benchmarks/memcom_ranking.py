@@ -32,24 +32,11 @@ from saec.data import movielens
 from saec.data.ranking import RankingTask, movielens_ranking
 from saec.io import write_text
 from saec.models.ranking import PointwiseRanker, RankNet, param_count
-from saec.nn.registry import fit_hyperparameters, make_embedding
+from saec.nn.registry import PAPER_VARIANTS, fit_hyperparameters, make_embedding
 from saec.train.ranking import RankingConfig, evaluate, fit
 
 REFERENCE = "uncompressed"
-VARIANTS = {  # name in the report -> (registry method, fixed hyperparameters)
-    "memcom": ("memcom", {"bias": False}),
-    "memcom_bias": ("memcom", {"bias": True}),
-    "hashing": ("hashing", {}),
-    "double_hashing": ("double_hashing", {}),
-    "freq_double_hashing": ("freq_double_hashing", {}),
-    "qr_mult": ("qr", {"operation": "mult"}),
-    "qr_concat": ("qr", {"operation": "concat"}),
-    "truncate": ("truncate", {}),
-    "low_dim": ("low_dim", {"projection": "pad"}),
-    "factorized": ("factorized", {}),
-    "mixed_dim": ("mixed_dim", {}),
-    "tt": ("tt", {}),
-}
+VARIANTS = PAPER_VARIANTS  # name in the report -> (registry method, fixed hyperparameters)
 LABELS = {"memcom": "MEmCom (no bias)", "memcom_bias": "MEmCom (with bias)", REFERENCE: "uncompressed"}
 KNOBS = ("num_buckets", "num_kept", "low_dim", "hidden", "alpha", "base_dim", "rank", "num_frequent")
 

@@ -14,7 +14,7 @@ from saec.nn.double_hashing import DoubleHashEmbedding
 from saec.nn.base import PRIME
 from saec.nn.hashing import HashEmbedding
 from saec.nn.mixed_dim import block_plan
-from saec.nn.registry import METHODS, fit_hyperparameters, make_embedding, method_of
+from saec.nn.registry import METHODS, PAPER_VARIANTS, fit_hyperparameters, make_embedding, method_of
 from saec.nn.tt import dim_factorization, row_factorization
 
 V, D = 60, 8
@@ -415,3 +415,16 @@ def test_factory_passes_counts_only_where_used_and_ties_frequent_to_buckets():
     assert fdh.num_frequent == fdh.num_buckets and fdh.param_count() <= 200
     mde = make_embedding("mixed_dim", V, D, alpha=0.5, budget_params=200)  # alpha given: the budget sets base_dim
     assert mde.alpha == 0.5 and mde.base_dim < D and mde.param_count() <= 200
+
+
+@pytest.mark.parametrize("label", list(PAPER_VARIANTS))
+def test_paper_variants_build_through_the_factory(label):
+    method, fixed = PAPER_VARIANTS[label]
+    table = make_embedding(method, V, D, counts=SHUFFLED, budget_params=V * D // 2, **fixed)
+    assert method_of(table) == method and 0 < table.param_count() <= V * D // 2
+    assert table(torch.arange(V)).shape == (V, D)
+    for name, value in fixed.items():
+        assert getattr(table, name) == value
+    if label == "low_dim":  # "reduce embedding dim": narrower vectors, zero-padded, no projection parameters
+        assert table.param_count() == V * table.low_dim
+        assert torch.all(table(torch.arange(V))[:, table.low_dim:] == 0)

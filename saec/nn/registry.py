@@ -110,6 +110,25 @@ METHODS: dict[str, Method] = {
 }
 
 
+# MEmCom's comparators (Pansare et al., §5): report label -> (method in METHODS, fixed hyperparameters); the
+# benchmarks set the remaining knob from a budget. "Reduce embedding dim" is low_dim with zero padding: the
+# network sees narrower vectors (a learned projection would make it the same model as "factorized").
+PAPER_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "memcom": ("memcom", {"bias": False}),
+    "memcom_bias": ("memcom", {"bias": True}),
+    "hashing": ("hashing", {}),
+    "double_hashing": ("double_hashing", {}),
+    "freq_double_hashing": ("freq_double_hashing", {}),
+    "qr_mult": ("qr", {"operation": "mult"}),
+    "qr_concat": ("qr", {"operation": "concat"}),
+    "truncate": ("truncate", {}),
+    "low_dim": ("low_dim", {"projection": "pad"}),
+    "factorized": ("factorized", {}),
+    "mixed_dim": ("mixed_dim", {}),
+    "tt": ("tt", {}),
+}
+
+
 def make_embedding(method: str, num_embeddings: int, dim: int, *, counts: Any = None, seed: int = 0,
                    budget_params: int | None = None, budget_bytes: int | None = None,
                    **hyper: Any) -> CompressedEmbedding:
@@ -235,4 +254,4 @@ def _largest_fitting(size: Callable[[Any], int], values: Sequence[Any], budget: 
     return values[lo]
 
 
-__all__ = ["METHODS", "Knob", "Method", "fit_hyperparameters", "make_embedding", "method_of"]
+__all__ = ["METHODS", "PAPER_VARIANTS", "Knob", "Method", "fit_hyperparameters", "make_embedding", "method_of"]
