@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from saec.bench.report import header, markdown_table, peak_rss_mib, save_figure
+from saec.bench.report import header, markdown_table, mean_std, peak_rss_mib, save_figure
 from saec.data import movielens
 from saec.io import write_json, write_text
 from saec.models import SMALL_FIELD_ROWS, build_compressed_model, large_fields
@@ -130,12 +130,7 @@ def mean(xs):
     return float(np.mean(xs)) if xs else float("nan")
 
 
-def ms(xs: list[float], digits: int = 4) -> str:
-    if not xs:
-        return "n/a"
-    if len(xs) == 1:
-        return f"{xs[0]:.{digits}f}"
-    return f"{np.mean(xs):.{digits}f} ± {np.std(xs, ddof=1):.{digits}f}"
+ms = mean_std  # mean ± std over seeds
 
 
 def grouped(res: dict) -> dict:

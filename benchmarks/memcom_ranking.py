@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from saec.bench.report import header, markdown_table, peak_rss_mib, save_figure
+from saec.bench.report import header, markdown_table, mean_std, peak_rss_mib, save_figure
 from saec.data import movielens
 from saec.data.ranking import RankingTask, movielens_ranking
 from saec.io import write_text
@@ -115,12 +115,7 @@ def plan(args) -> list[tuple[str, str, int, int]]:
 
 # ---- report -------------------------------------------------------------------------------------------
 
-def ms(xs: list[float], digits: int = 4) -> str:
-    """mean ± std (sample std over seeds)."""
-    xs = np.asarray(xs, dtype=np.float64)
-    if len(xs) == 1:
-        return f"{xs[0]:.{digits}f}"
-    return f"{xs.mean():.{digits}f} ± {xs.std(ddof=1):.{digits}f}"
+ms = mean_std  # mean ± std over seeds
 
 
 def grouped(rows: list[dict], loss: str) -> dict[tuple[str, int], list[dict]]:

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 from torch import nn
 
-from saec.bench.report import header, markdown_table, peak_rss_mib
+from saec.bench.report import header, markdown_table, mean_std, peak_rss_mib
 from saec.cluster.saec import SaecConfig, compress_field, mask_dtype, size_report
 from saec.compress import compress_model
 from saec.data import movielens
@@ -127,12 +127,7 @@ def bucket_metrics(model: nn.Module, task, field: str) -> list[dict]:
     return out
 
 
-def ms(xs: list[float], digits: int = 4) -> str:
-    """mean ± std (sample std over seeds)."""
-    xs = np.asarray(xs, dtype=np.float64)
-    if len(xs) == 1:
-        return f"{xs[0]:.{digits}f}"
-    return f"{xs.mean():.{digits}f} ± {xs.std(ddof=1):.{digits}f}"
+ms = mean_std  # mean ± std over seeds
 
 
 def run_model(name: str, task, args, log) -> dict:

@@ -56,6 +56,16 @@ def header(title: str, argv: list[str] | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
+def mean_std(xs, digits: int = 4) -> str:
+    """``mean ± std`` (sample std, e.g. over seeds); just the value when there is one, ``n/a`` for none."""
+    xs = np.asarray(xs, dtype=np.float64)
+    if len(xs) == 0:
+        return "n/a"
+    if len(xs) == 1:
+        return f"{xs[0]:.{digits}f}"
+    return f"{xs.mean():.{digits}f} ± {xs.std(ddof=1):.{digits}f}"
+
+
 def markdown_table(rows: list[list[str]]) -> str:
     """First row is the header."""
     out = ["| " + " | ".join(rows[0]) + " |", "|" + "|".join("---" for _ in rows[0]) + "|"]
