@@ -570,29 +570,19 @@ def report(task, results: list[dict], args, argv: list[str], elapsed: float, pea
                      "only` = the MLP, the small fields and the OOV vectors frozen, only the clustered codebooks "
                      "retrained. Label retraining with all parameters at lr "
                      f"{args.lr:g} is the sweep above (`mean`). All recipes here fit the labels. Mean ± std over seeds.\n\n")
-            rows = [["k", "no retraining", "retrain (labels)", "retrain lr/10", "codebooks only",
-                     "codebooks only, lr/10"]]
             ctl_slow = [r for r in res["variants"] if r["k"] is None]
-            rows.append(["uncompressed", f"{res['full']['auc']:.4f}", ms([r["auc"] for r in res["control"]]),
-                         ms([r["auc"] for r in ctl_slow]), "", ""])
-            for k in dict.fromkeys(r["k"] for r in res["variants"] if r["k"] is not None):
-                sweep = [r for r in res["runs"] if r["k"] == k]
-                cells = [ms([r["auc"] for r in res["variants"] if r["k"] == k and r["variant"] == v])
-                         for v in ("lr/10", "codebooks only", "codebooks only, lr/10")]
-                rows.append([f"k={k}", ms([r["before"]["auc"] for r in sweep]),
-                             ms([r["mean"]["auc"] for r in sweep]), *cells])
-            text += "Test AUC:\n\n" + markdown_table(rows)
-            rows = [["k", "no retraining", "retrain (labels)", "retrain lr/10", "codebooks only",
-                     "codebooks only, lr/10"]]
-            rows.append(["uncompressed", f"{res['full']['logloss']:.4f}", ms([r["logloss"] for r in res["control"]]),
-                         ms([r["logloss"] for r in ctl_slow]), "", ""])
-            for k in dict.fromkeys(r["k"] for r in res["variants"] if r["k"] is not None):
-                sweep = [r for r in res["runs"] if r["k"] == k]
-                cells = [ms([r["logloss"] for r in res["variants"] if r["k"] == k and r["variant"] == v])
-                         for v in ("lr/10", "codebooks only", "codebooks only, lr/10")]
-                rows.append([f"k={k}", ms([r["before"]["logloss"] for r in sweep]),
-                             ms([r["mean"]["logloss"] for r in sweep]), *cells])
-            text += "\nTest log loss:\n\n" + markdown_table(rows) + "\n"
+            for metric, title, end in (("auc", "Test AUC", ""), ("logloss", "\nTest log loss", "\n")):
+                rows = [["k", "no retraining", "retrain (labels)", "retrain lr/10", "codebooks only",
+                         "codebooks only, lr/10"]]
+                rows.append(["uncompressed", f"{res['full'][metric]:.4f}", ms([r[metric] for r in res["control"]]),
+                             ms([r[metric] for r in ctl_slow]), "", ""])
+                for k in dict.fromkeys(r["k"] for r in res["variants"] if r["k"] is not None):
+                    sweep = [r for r in res["runs"] if r["k"] == k]
+                    cells = [ms([r[metric] for r in res["variants"] if r["k"] == k and r["variant"] == v])
+                             for v in ("lr/10", "codebooks only", "codebooks only, lr/10")]
+                    rows.append([f"k={k}", ms([r["before"][metric] for r in sweep]),
+                                 ms([r["mean"][metric] for r in sweep]), *cells])
+                text += f"{title}:\n\n" + markdown_table(rows) + end
         if res["ablation"]:
             k = args.ablation_k
             text += (f"### Which field costs accuracy (k = {k}, only the listed field clustered, `mean` rule)\n\n")
