@@ -21,9 +21,9 @@ from typing import Any
 
 import torch
 
-from saec.nn.base import (CompressedEmbedding, check_bool, check_choice, check_int, generator,
+from saec.nn.base import (check_bool, check_choice, check_int, generator,
                              hash_coefficients, seeded_table, universal_hash)
-from saec.nn.truncate import indicator_counts, own_rows, top_ids, top_ids_bytes
+from saec.nn.truncate import ChosenIdsConfig, own_rows, top_ids, top_ids_bytes
 
 COMBINES = ("concat", "sum")
 
@@ -38,7 +38,7 @@ def half_dims(embedding_dim: int, combine: str) -> tuple[int, int]:
     return (embedding_dim + 1) // 2, embedding_dim // 2
 
 
-class DoubleHashEmbedding(CompressedEmbedding):
+class DoubleHashEmbedding(ChosenIdsConfig):
     """``E[i] = F[i]`` for the ``num_frequent`` most frequent ids, else ``T1[h1(i)] (+) T2[h2(i)]``.
 
     Args:
@@ -53,6 +53,8 @@ class DoubleHashEmbedding(CompressedEmbedding):
     Parameters: ``k * e + m * e`` (concat) or ``k * e + 2 * m * e`` (sum). Buffers: 32 bytes of hash
     coefficients, plus ``4 * k`` when ``counts`` reorders the top ids.
     """
+
+    chosen_ids = "frequent_ids"  # what the counts decided, saved by config()
 
     def __init__(self, num_embeddings: int, embedding_dim: int, num_buckets: int, combine: str = "concat",
                  num_frequent: int = 0, *, counts: Any = None, seed: int = 0, init_std: float = 0.01,
@@ -89,17 +91,6 @@ class DoubleHashEmbedding(CompressedEmbedding):
         m = check_int("num_buckets", num_buckets, 1, v)
         k = check_int("num_frequent", num_frequent, 0, v)
         return k * d + m * sum(half_dims(d, combine)), 32 + top_ids_bytes(v, k, counts)
-
-    def config(self) -> dict[str, Any]:
-        """Constructor arguments plus ``frequent_ids`` (the ids ``counts`` chose, None for ids 0..k-1)."""
-        ids = None if self.frequent_ids is None else self.frequent_ids.tolist()
-        return {**super().config(), "frequent_ids": ids}
-
-    @classmethod
-    def from_config(cls, num_embeddings: int, embedding_dim: int, config: dict[str, Any]) -> "DoubleHashEmbedding":
-        config = dict(config)
-        counts = indicator_counts(num_embeddings, config.pop("frequent_ids", None))
-        return cls(num_embeddings, embedding_dim, **config, counts=counts)
 
     def extra_repr(self) -> str:
         return (f"{self.num_embeddings}, {self.embedding_dim}, num_buckets={self.num_buckets}, "

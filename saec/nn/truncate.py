@@ -53,6 +53,26 @@ def indicator_counts(num_embeddings: int, ids: list[int] | None) -> np.ndarray |
     return counts
 
 
+class ChosenIdsConfig(CompressedEmbedding):
+    """Saving for tables whose structure depends on which ids ``counts`` chose to keep rows of their own.
+
+    :meth:`config` adds the buffer named by ``chosen_ids`` (sorted ids, or None for ids 0..k-1) and
+    :meth:`from_config` turns it back into counts that choose the same ids.
+    """
+
+    chosen_ids: str
+
+    def config(self) -> dict[str, Any]:
+        ids = getattr(self, self.chosen_ids)
+        return {**super().config(), self.chosen_ids: None if ids is None else ids.tolist()}
+
+    @classmethod
+    def from_config(cls, num_embeddings: int, embedding_dim: int, config: dict[str, Any]) -> "ChosenIdsConfig":
+        config = dict(config)
+        counts = indicator_counts(num_embeddings, config.pop(cls.chosen_ids, None))
+        return cls(num_embeddings, embedding_dim, **config, counts=counts)
+
+
 def own_rows(ids: torch.Tensor, k: int, top: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
     """(is one of the k frequent features, its row in ``[0, k)`` -- clamped, only meaningful where true)."""
     if top is None:
@@ -61,7 +81,7 @@ def own_rows(ids: torch.Tensor, k: int, top: torch.Tensor | None) -> tuple[torch
     return top[pos] == ids, pos
 
 
-class TruncateEmbedding(CompressedEmbedding):
+class TruncateEmbedding(ChosenIdsConfig):
     """The ``num_kept`` most frequent features own a row; the rest share row ``num_kept``.
 
     Args:
@@ -72,6 +92,8 @@ class TruncateEmbedding(CompressedEmbedding):
 
     Parameters: ``(m + 1) * e``; plus ``4 * m`` buffer bytes when ``counts`` reorders the top ids.
     """
+
+    chosen_ids = "kept_ids"  # what the counts decided, saved by config()
 
     def __init__(self, num_embeddings: int, embedding_dim: int, num_kept: int, *, counts: Any = None,
                  seed: int = 0, init_std: float = 0.01, sparse: bool = False) -> None:
@@ -93,17 +115,6 @@ class TruncateEmbedding(CompressedEmbedding):
     def _size(cls, v: int, d: int, *, num_kept: int, counts: Any = None, **_: Any) -> tuple[int, int]:
         m = check_int("num_kept", num_kept, 0, v - 1)
         return (m + 1) * d, top_ids_bytes(v, m, counts)
-
-    def config(self) -> dict[str, Any]:
-        """Constructor arguments plus ``kept_ids`` (the ids ``counts`` chose, None for ids 0..m-1)."""
-        ids = None if self.kept_ids is None else self.kept_ids.tolist()
-        return {**super().config(), "kept_ids": ids}
-
-    @classmethod
-    def from_config(cls, num_embeddings: int, embedding_dim: int, config: dict[str, Any]) -> "TruncateEmbedding":
-        config = dict(config)
-        counts = indicator_counts(num_embeddings, config.pop("kept_ids", None))
-        return cls(num_embeddings, embedding_dim, **config, counts=counts)
 
     def extra_repr(self) -> str:
         order = "by counts" if self.kept_ids is not None else "ids 0..m-1"
