@@ -236,11 +236,6 @@ def main() -> None:
     args = ap.parse_args()
     if args.from_json:
         parts = [json.loads(p.read_text()) for p in args.from_json]
-        renamed = {"labels, fresh Adagrad (paper; library default)": "labels, fresh Adagrad (paper)",
-                   "full model's predictions, fresh Adagrad": "full model's predictions, fresh Adagrad (library default)"}
-        for run in (r for part in parts for r in part["runs"]):  # names of runs made before the default changed
-            for s in (s for h in run["hours"] for s in h["settings"]):
-                s["variants"] = {renamed.get(k, k): v for k, v in s["variants"].items()}
         res = {**parts[0], "runs": [r for part in parts for r in part["runs"]],
                "wall_s": max(part.get("wall_s", 0.0) for part in parts),
                "peak_rss_mib": max(part.get("peak_rss_mib", 0.0) for part in parts),
