@@ -35,9 +35,9 @@ def carry_optimizer(full: nn.Module, full_optimizer: torch.optim.Optimizer, comp
     Parameters the two models share (the MLP, tables left full, OOV vectors) keep their state. A codebook
     row of a ClusteredEmbedding starts from its members' accumulators: their mean when the codebook gets
     the members' mean gradient (Saec §2.3, ``grad_mode="mean"``), their sum for ``"sum"``. A fresh state
-    makes Adagrad's first retraining steps as large as the learning rate on every coordinate; on the
-    synthetic trace at lr 0.01 retraining on the same hour costs accuracy either way (docs/results/trace_saec.md),
-    so which start is better is still being measured and the flows default to a fresh one.
+    makes Adagrad's first retraining steps as large as the learning rate on every coordinate. Measured on
+    the synthetic trace (docs/results/trace_retrain.md): carrying the state helps retraining toward the full
+    model at lr 0.01 slightly and hurts label retraining at lr 0.001, so the flows default to a fresh one.
     """
     optimizer = make_optimizer(compressed, cfg)
     if type(optimizer) is not type(full_optimizer):
