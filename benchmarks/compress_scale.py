@@ -162,7 +162,7 @@ def child_main(spec: dict[str, Any]) -> None:
 
     km = importlib.import_module("saec.cluster.kmeans")  # the modules: saec.cluster re-exports functions
     sc = importlib.import_module("saec.cluster.saec")  # of the same names
-    from saec.compress import load_dump, save_compressed
+    from saec.dump import load_dump, save_compressed
 
     t1 = time.perf_counter()
     acc = {"top_indices_s": 0.0, "kmeans_s": 0.0, "search_s": 0.0}
@@ -431,7 +431,7 @@ def main(argv: list[str] | None = None) -> None:
             best["tries"] = [{k: r[k] for k in ("wall_s", "cpu_s", "others_cpu_s", "cached_before")} for r in tries]
             runs.append(best)
     shutil.rmtree(work, ignore_errors=True)
-    base = run_measured([sys.executable, "-c", "import saec.compress, saec.cluster.saec; import time; "
+    base = run_measured([sys.executable, "-c", "import saec.dump, saec.cluster.saec; import time; "
                                                "time.sleep(0.3)"])  # let the poller see the settled RSS
     one = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     fig4c = run_measured([sys.executable, str(Path(__file__).resolve()), "--fig4c"], env=one)

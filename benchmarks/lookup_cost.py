@@ -69,7 +69,7 @@ def build_variants(n: int, dim: int, ks: list[int], with_dense: bool, seed: int)
         mask = rng.integers(0, k, n)
         codebook = torch.randn(k, dim, generator=gen) * 0.01
         for mode in ("mean", "sum"):
-            variants[f"Clustered k={k} {mode}"] = ClusteredEmbedding(codebook, mask, grad_mode=mode)
+            variants[f"Clustered k={k} {mode}"] = ClusteredEmbedding.from_codebook(codebook, mask, grad_mode=mode)
     return variants
 
 
@@ -139,7 +139,7 @@ def profile_steps(n: int, dim: int, k: int, ids: torch.Tensor, steps: int) -> di
     grad = torch.randn(ids.shape[1], dim)
     out = {}
     for mode in ("mean", "sum"):
-        m = ClusteredEmbedding(codebook, mask, mode)
+        m = ClusteredEmbedding.from_codebook(codebook, mask, mode)
 
         def run(count: int) -> None:
             for i in range(count):

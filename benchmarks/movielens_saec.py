@@ -32,7 +32,7 @@ from torch import nn
 
 from saec.bench.report import header, markdown_table, mean_std, peak_rss_mib
 from saec.cluster.saec import SaecConfig, compress_field, mask_dtype, size_report
-from saec.compress import compress_model
+from saec.compression import compress_model
 from saec.data import movielens
 from saec.data.vocab import OOV_ID
 from saec.io import write_text
@@ -62,7 +62,7 @@ def compress_only(model: nn.Module, fields: list[str], counts: dict[str, np.ndar
     for name in fields:
         r = compress_field(name, out.embeddings.tables[name].weight.detach().numpy(), counts[name],
                            SaecConfig(**{**cfg.__dict__, "eligibility": 1.0}))
-        out.embeddings.replace(name, ClusteredEmbedding(r.codebook, r.mask, "mean"))
+        out.embeddings.replace(name, ClusteredEmbedding.from_codebook(r.codebook, r.mask, "mean"))
     return out
 
 

@@ -31,7 +31,7 @@ import torch
 
 from saec.bench.report import header, markdown_table, peak_rss_mib, save_figure
 from saec.cluster.saec import SaecConfig, size_report
-from saec.compress import compress_model
+from saec.compression import compress_model
 from saec.data.synthetic import SyntheticTrace, TraceConfig
 from saec.pipeline.flow import carry_optimizer, retrain
 from saec.train.loop import TrainConfig, evaluate

@@ -40,7 +40,7 @@ from torch import nn
 from saec.bench.report import environment, header, markdown_table, peak_rss_mib, save_figure
 from saec.cluster.kmeans import assign, top_indices
 from saec.cluster.saec import SaecConfig, size_report
-from saec.compress import compress_model
+from saec.compression import compress_model
 from saec.data.synthetic import SyntheticTrace, TraceConfig
 from saec.io import write_text
 from saec.nn.clustered import ClusteredEmbedding

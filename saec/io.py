@@ -5,9 +5,11 @@ crash never leaves half a file. It holds plain data only (loadable with ``weight
 ``build_model`` configuration, the schema, every field's vocabulary, the ``state_dict``, and for every
 field whose table is not the default ``nn.Embedding`` what rebuilds it before the weights are loaded:
 
-* a Saec :class:`~saec.nn.clustered.ClusteredEmbedding`: ``{"kind": "clustered", "k", "features", "grad_mode"}``;
-* a table of any method in :data:`saec.nn.registry.METHODS`: ``{"kind": "method", "method", "features",
-  "config"}``, ``config`` being the table's :meth:`~saec.nn.base.CompressedEmbedding.config`.
+``{"kind": "method", "method", "features", "config"}`` for a table of any method in
+:data:`saec.nn.registry.METHODS` (Saec's included), ``config`` being the table's
+:meth:`~saec.nn.base.CompressedEmbedding.config`.
+
+Files are written with the permissions a newly created file normally gets (``0o666`` less the umask).
 """
 
 from __future__ import annotations
@@ -16,27 +18,37 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-import torch
-from torch import nn
+from saec.errors import SaecError, SaecFileNotFoundError, SaecTypeError
 
-from saec.data.schema import Schema
-from saec.data.vocab import Vocabulary
-from saec.nn.base import CompressedEmbedding
-from saec.nn.clustered import ClusteredEmbedding
-from saec.nn.registry import METHODS, method_of
+if TYPE_CHECKING:  # torch is imported where models are written or read, so atomic writes need none of it
+    from torch import nn
+
+    from saec.data.schema import Schema
+    from saec.data.vocab import Vocabulary
 
 FORMAT = "saec-model"
 VERSION = 1
 
 
+def umask() -> int:
+    """The process's file-creation mask (read without changing it for longer than the call)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: str | Path, write: Callable[[Any], None], binary: bool = True) -> Path:
-    """Call ``write(file)`` on a temporary file beside ``path``, then rename it to ``path``."""
+    """Call ``write(file)`` on a temporary file beside ``path``, then rename it to ``path``.
+
+    The file gets ordinary permissions (``0o666 & ~umask``), not the private ``0o600`` of a temporary file.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~umask())
         with os.fdopen(fd, "wb" if binary else "w") as f:
             write(f)
             f.flush()
@@ -61,9 +73,12 @@ def write_json(path: str | Path, obj: Any) -> Path:
 def save_model(path: str | Path, model: nn.Module, vocabs: dict[str, Vocabulary],
                extra: dict[str, Any] | None = None) -> Path:
     """Write a trained CTR model (built by :func:`saec.models.build_model`) with its vocabularies."""
-    schema: Schema = model.embeddings.schema
+    import torch
+    from torch import nn
+
+    schema = model.embeddings.schema
     if set(vocabs) != set(schema.names):
-        raise ValueError(f"vocabularies for {sorted(vocabs)} do not match the model's fields {schema.names}")
+        raise SaecError(f"vocabularies for {sorted(vocabs)} do not match the model's fields {schema.names}")
     compressed = {name: _describe(name, t) for name, t in model.embeddings.tables.items()
                   if type(t) is not nn.Embedding}
     payload = {
@@ -75,70 +90,74 @@ def save_model(path: str | Path, model: nn.Module, vocabs: dict[str, Vocabulary]
     return atomic_write(path, lambda f: torch.save(payload, f))
 
 
-def _describe(name: str, table: nn.Module) -> dict[str, Any]:
+def _describe(name: str, table: "nn.Module") -> dict[str, Any]:
     """What rebuilds field ``name``'s (non-default) table before its weights are loaded."""
-    if isinstance(table, ClusteredEmbedding):
-        return {"kind": "clustered", "k": table.k, "features": table.num_embeddings, "grad_mode": table.grad_mode}
+    from saec.nn.base import CompressedEmbedding
+    from saec.nn.registry import method_of
+
     if isinstance(table, CompressedEmbedding):
         return {"kind": "method", "method": method_of(table), "features": table.num_embeddings,
                 "config": table.config()}
-    raise TypeError(f"field {name!r}: cannot save a table of type {type(table).__name__}; saved models hold "
-                    f"nn.Embedding, ClusteredEmbedding or a table of a method in saec.nn.registry.METHODS")
+    raise SaecTypeError(f"field {name!r}: cannot save a table of type {type(table).__name__}; saved models hold "
+                        f"nn.Embedding or a table of a method in saec.nn.registry.METHODS")
 
 
-def _rebuild(path: Path, name: str, t: Any, schema: Schema) -> nn.Module:
+def _rebuild(path: Path, name: str, t: Any, schema: "Schema") -> "nn.Module":
     """An untrained table of the structure ``t`` (a :func:`_describe` record) describes."""
+    from saec.nn.registry import METHODS
+
     if not isinstance(t, dict):
-        raise ValueError(f"{path}: field {name!r} has a damaged table record {t!r}")
+        raise SaecError(f"{path}: field {name!r} has a damaged table record {t!r}")
     if name not in schema.names:
-        raise ValueError(f"{path}: table record for field {name!r}, which the schema does not have {schema.names}")
+        raise SaecError(f"{path}: table record for field {name!r}, which the schema does not have {schema.names}")
     dim = schema[name].dim
     try:
-        if t.get("kind") == "clustered":
-            return ClusteredEmbedding(torch.zeros(t["k"], dim), torch.zeros(t["features"], dtype=torch.int32),
-                                      t["grad_mode"])
         if t.get("kind") == "method":
             method = t.get("method")
             if method not in METHODS:
-                raise ValueError(f"unknown method {method!r}; methods are {list(METHODS)}")
+                raise SaecError(f"unknown method {method!r}; methods are {list(METHODS)}")
             if not isinstance(t.get("config"), dict):
-                raise ValueError(f"its config is {t.get('config')!r}, not a dict of hyperparameters")
+                raise SaecError(f"its config is {t.get('config')!r}, not a dict of hyperparameters")
             return METHODS[method].cls.from_config(t["features"], dim, t["config"])
-    except (KeyError, TypeError, ValueError) as e:
-        raise ValueError(f"{path}: field {name!r}: cannot rebuild its table from {t!r}: {e}") from None
-    raise ValueError(f"{path}: field {name!r} has an unknown table kind {t.get('kind')!r}")
+    except (KeyError, TypeError, ValueError) as e:  # a damaged record; SaecError is a ValueError
+        raise SaecError(f"{path}: field {name!r}: cannot rebuild its table from {t!r}: {e}") from None
+    raise SaecError(f"{path}: field {name!r} has an unknown table kind {t.get('kind')!r}")
 
 
-def load_model(path: str | Path) -> tuple[nn.Module, dict[str, Vocabulary], dict[str, Any]]:
+def load_model(path: str | Path) -> tuple["nn.Module", dict[str, "Vocabulary"], dict[str, Any]]:
     """Read a file written by :func:`save_model`: ``(model, vocabs, extra)``."""
+    import torch
+
+    from saec.data.schema import Schema
+    from saec.data.vocab import Vocabulary
     from saec.models import build_model  # models import io-free modules only; keep io importable alone
 
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"no saved model at {path}")
+        raise SaecFileNotFoundError(f"no saved model at {path}")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many kinds for a damaged file
-        raise ValueError(f"{path} is not a readable saec model file (damaged or not written by saec: {type(e).__name__})") from None
+        raise SaecError(f"{path} is not a readable saec model file (damaged or not written by saec: {type(e).__name__})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise ValueError(f"{path} is not a saec model file")
+        raise SaecError(f"{path} is not a saec model file")
     if payload.get("version") != VERSION:
-        raise ValueError(f"{path}: model file version {payload.get('version')} is not supported (want {VERSION})")
+        raise SaecError(f"{path}: model file version {payload.get('version')} is not supported (want {VERSION})")
     cfg = dict(payload["config"])
     schema = Schema.from_dict(payload["schema"])
     tables = payload.get("tables", {})
     if not isinstance(tables, dict):
-        raise ValueError(f"{path}: damaged table records (a {type(tables).__name__}, not a dict by field)")
+        raise SaecError(f"{path}: damaged table records (a {type(tables).__name__}, not a dict by field)")
     # non-default fields are rebuilt first and handed to the model, so no full table is allocated for them
     # (a compressed 1e8-feature field would otherwise cost its float32 table just to be thrown away)
     rebuilt = {name: _rebuild(path, name, t, schema) for name, t in tables.items()}
     try:
         model = build_model(cfg.pop("name"), schema, cfg.pop("num_embeddings"), **cfg, tables=rebuilt)
     except ValueError as e:
-        raise ValueError(f"{path}: the model it describes cannot be built: {e}") from None
+        raise SaecError(f"{path}: the model it describes cannot be built: {e}") from None
     try:
         model.load_state_dict(payload["state_dict"])
     except RuntimeError as e:
-        raise ValueError(f"{path}: weights do not fit the model they describe: {e}") from None
+        raise SaecError(f"{path}: weights do not fit the model they describe: {e}") from None
     vocabs = {n: Vocabulary.from_dict(d) for n, d in payload["vocabs"].items()}
     return model, vocabs, payload.get("extra", {})

@@ -14,7 +14,9 @@ from saec.nn.double_hashing import DoubleHashEmbedding
 from saec.nn.base import PRIME
 from saec.nn.hashing import HashEmbedding
 from saec.nn.mixed_dim import block_plan
-from saec.nn.registry import METHODS, PAPER_VARIANTS, fit_hyperparameters, make_embedding, method_of
+from saec.errors import SaecError
+from saec.nn.bag import MODES, CompressedEmbeddingBag, PaddedEmbedding
+from saec.nn.registry import METHODS, PAPER_VARIANTS, POST_TRAINING, fit_hyperparameters, from_float, make_embedding, method_of
 from saec.nn.tt import dim_factorization, row_factorization
 
 V, D = 60, 8
@@ -40,7 +42,11 @@ CASES = {  # case -> (method, hyperparameters, counts)
     "mixed_dim": ("mixed_dim", {"base_dim": 8, "alpha": 0.5}, None),
     "mixed_dim-counts": ("mixed_dim", {"base_dim": 6, "alpha": 0.8}, SHUFFLED[::-1].copy()),
     "tt": ("tt", {"rank": 3}, None),
+    "saec": ("saec", {"k": 7}, None),
+    "saec-sum": ("saec", {"k": 7, "grad_mode": "sum"}, None),
 }
+SPARSE_CASES = [c for c, (m, _, _) in CASES.items() if "sparse" in METHODS[m].structure()]
+TRAINABLE_CASES = [c for c, (m, _, _) in CASES.items() if METHODS[m].cls.footprint(V, D, **CASES[c][1]).params]
 
 
 def build(case, seed=0, **kw):
@@ -66,7 +72,7 @@ def test_shapes_for_any_id_shape(case):
     assert table(torch.zeros(0, 4, dtype=torch.long)).shape == (0, 4, D)
 
 
-@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("case", TRAINABLE_CASES)
 def test_gradients_reach_every_parameter(case):
     table = build(case)
     out = table(torch.arange(V))
@@ -75,7 +81,7 @@ def test_gradients_reach_every_parameter(case):
         assert p.grad is not None and p.grad.abs().sum() > 0, name
 
 
-@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("case", SPARSE_CASES)
 def test_sparse_gradients_train_with_adagrad(case):
     table = build(case, sparse=True)
     before = {n: p.detach().clone() for n, p in table.named_parameters()}
@@ -134,15 +140,20 @@ def test_drop_in_for_a_field_of_the_collection(case):
     assert emb.table_bytes()["a"] == ta.nbytes() + 4 * D
 
 
-@pytest.mark.parametrize("case", ["memcom", "tt", "truncate-counts"])
-def test_bad_ids(case):
+@pytest.mark.parametrize("case", CASES)
+def test_bad_ids_are_refused_as_nn_embedding_refuses_them(case):
     table = build(case)
-    with pytest.raises(IndexError, match=r"\[0, 60\).*\[-1, 3\]"):
+    table.name = "emb.user"
+    with pytest.raises(IndexError, match=r"table 'emb.user'.*id -1 is out of range.*\[0, 60\)"):
         table(torch.tensor([3, -1]))
-    with pytest.raises(IndexError, match=r"\[0, 60\)"):
+    with pytest.raises(IndexError, match=r"id 60 is out of range.*\[0, 60\)"):
         table(torch.tensor([[V]]))
-    with pytest.raises(TypeError, match="integer"):
-        table(torch.tensor([1.0]))
+    for bad in (torch.tensor([1.0]), torch.tensor([True]), torch.tensor([1], dtype=torch.uint8),
+                torch.tensor([1], dtype=torch.int16)):
+        with pytest.raises(TypeError, match="int64 or int32"):
+            table(bad)
+    with pytest.raises(IndexError):  # what nn.Embedding does with the same ids
+        torch.nn.Embedding(V, D)(torch.tensor([3, -1]))
 
 
 # -- hand computations -----------------------------------------------------------------------------
@@ -392,14 +403,15 @@ def test_full_takes_a_budget_only_if_it_fits():
 @pytest.mark.parametrize("case", CASES)
 def test_config_rebuilds_the_same_structure(case):
     method, _, _ = CASES[case]
-    table = randomise(build(case, sparse=True))
+    sparse = case in SPARSE_CASES
+    table = randomise(build(case, **({"sparse": True} if sparse else {})))
     cfg = table.config()
     assert method_of(table) == method
-    assert cfg["sparse"] is True and "seed" not in cfg and "counts" not in cfg
+    assert cfg.get("sparse", False) is sparse and "seed" not in cfg and "counts" not in cfg
     torch.save(cfg, io.BytesIO())  # plain data only
     rebuilt = type(table).from_config(V, D, cfg)
     rebuilt.load_state_dict(table.state_dict())  # same parameter and buffer shapes
-    assert rebuilt.config() == cfg and rebuilt.uses_sparse_gradients()
+    assert rebuilt.config() == cfg and rebuilt.uses_sparse_gradients() is sparse
     assert torch.equal(rebuilt(torch.arange(V)), table(torch.arange(V)))
 
 
@@ -428,3 +440,142 @@ def test_paper_variants_build_through_the_factory(label):
     if label == "low_dim":  # "reduce embedding dim": narrower vectors, zero-padded, no projection parameters
         assert table.param_count() == V * table.low_dim
         assert torch.all(table(torch.arange(V))[:, table.low_dim:] == 0)
+
+
+# -- the pooled and padded forms (what saec.compress puts where nn.EmbeddingBag stood) --------------
+BAG_IDS = torch.tensor([3, 7, 7, 0, 59, 12, 5, 7])
+BAG_OFFSETS = torch.tensor([0, 3, 3, 5])  # the second bag is empty
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("case", CASES)
+def test_bag_form_pools_exactly_as_nn_embedding_bag(case, mode):
+    table = randomise(build(case))
+    dense = table(torch.arange(V)).detach()  # the table this one stands for
+    for padding_idx in (None, 7):
+        ref = torch.nn.EmbeddingBag.from_pretrained(dense, mode=mode, padding_idx=padding_idx)
+        bag = CompressedEmbeddingBag(table, mode, padding_idx=padding_idx)
+        assert torch.allclose(bag(BAG_IDS, BAG_OFFSETS), ref(BAG_IDS, BAG_OFFSETS), atol=1e-6)
+        two_d = BAG_IDS[:6].reshape(3, 2)
+        assert torch.allclose(bag(two_d), ref(two_d), atol=1e-6)
+    last = CompressedEmbeddingBag(table, mode, include_last_offset=True)
+    ends = torch.cat([BAG_OFFSETS, torch.tensor([len(BAG_IDS)])])
+    ref = torch.nn.EmbeddingBag.from_pretrained(dense, mode=mode, include_last_offset=True)
+    assert torch.allclose(last(BAG_IDS, ends), ref(BAG_IDS, ends), atol=1e-6)
+    if mode == "sum":
+        w = torch.linspace(0.5, 2.0, len(BAG_IDS))
+        ref = torch.nn.EmbeddingBag.from_pretrained(dense, mode="sum")
+        assert torch.allclose(CompressedEmbeddingBag(table, "sum")(BAG_IDS, BAG_OFFSETS, w),
+                              ref(BAG_IDS, BAG_OFFSETS, per_sample_weights=w), atol=1e-6)
+
+
+@pytest.mark.parametrize("case", TRAINABLE_CASES)
+def test_bag_form_trains_through_the_tables_own_gradient_rule(case):
+    a, b = build(case), build(case)
+    CompressedEmbeddingBag(a, "sum")(BAG_IDS, BAG_OFFSETS).pow(2).sum().backward()
+    rows = b(BAG_IDS)  # the same pooling written out by hand
+    pooled = torch.stack([rows[0:3].sum(0), rows[3:3].sum(0), rows[3:5].sum(0), rows[5:].sum(0)])
+    pooled.pow(2).sum().backward()
+    for (name, pa), pb in zip(a.named_parameters(), b.parameters()):
+        ga, gb = (p.grad.to_dense() if p.grad.is_sparse else p.grad for p in (pa, pb))
+        assert torch.allclose(ga, gb, atol=1e-6), name
+
+
+def test_bag_and_padded_forms_refuse_what_nn_embedding_bag_refuses():
+    table = build("hashing")
+    bag = CompressedEmbeddingBag(table, "mean")
+    with pytest.raises(SaecError, match="per_sample_weights are only supported for mode='sum'"):
+        bag(BAG_IDS, BAG_OFFSETS, torch.ones(len(BAG_IDS)))
+    with pytest.raises(SaecError, match="1-D input needs 1-D offsets"):
+        bag(BAG_IDS)
+    with pytest.raises(SaecError, match="offsets must start at 0"):
+        bag(BAG_IDS, torch.tensor([1, 3]))
+    with pytest.raises(SaecError, match="mode must be one of"):
+        CompressedEmbeddingBag(table, "median")
+    with pytest.raises(IndexError, match="id 60"):
+        bag(torch.tensor([1, 60]), torch.tensor([0]))
+    padded = PaddedEmbedding(table, padding_idx=-1)  # counts from the end, as nn.Embedding's does
+    out = padded(torch.tensor([[V - 1, 2]]))
+    assert torch.equal(out[0, 0], torch.zeros(D)) and torch.equal(out[0, 1], table(torch.tensor(2)))
+
+
+# -- post-training methods: built from a trained float table -----------------------------------------
+def clustered_weight(rows=3000, dim=16, centers=6, noise=1e-3, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    c = torch.randn(centers, dim, generator=g)
+    return c[torch.randint(0, centers, (rows,), generator=g)] + noise * torch.randn(rows, dim, generator=g)
+
+
+POST_TRAINING_HYPER = {"saec": {"k": 6}, "saec_int8": {"k": 6}}
+
+
+@pytest.mark.parametrize("method", POST_TRAINING)
+def test_post_training_methods_from_a_trained_table(method):
+    weight = clustered_weight()
+    trained = torch.nn.Embedding.from_pretrained(weight.clone(), freeze=False)
+    table = from_float(method, trained, **POST_TRAINING_HYPER.get(method, {}))
+    assert torch.equal(trained.weight.detach(), weight)  # the trained table is only read
+    assert (table.num_embeddings, table.embedding_dim) == tuple(weight.shape) and method_of(table) == method
+    ids = torch.arange(len(weight))
+    err = (table(ids) - weight).abs().max().item()
+    span = (weight.max(1).values - weight.min(1).values).max().item()
+    assert err <= TOLERANCE[method](span), (method, err)
+    # the same table from an EmbeddingBag, a FullEmbedding or the bare weight
+    bag = torch.nn.EmbeddingBag.from_pretrained(weight.clone())
+    assert torch.equal(from_float(method, bag, **POST_TRAINING_HYPER.get(method, {}))(ids), table(ids))
+    assert torch.equal(from_float(method, weight, **POST_TRAINING_HYPER.get(method, {}))(ids), table(ids))
+    # what it saves is what it reports
+    buf = io.BytesIO()
+    torch.save(table.state_dict(), buf)
+    assert table.nbytes() <= len(buf.getvalue()) <= table.nbytes() + 4096
+    assert table.nbytes() == METHODS[method].cls.footprint(*weight.shape, **{**METHODS[method].fixed, **table.config()}).nbytes
+    rebuilt = type(table).from_config(*weight.shape, table.config())
+    rebuilt.load_state_dict(torch.load(io.BytesIO(buf.getvalue()), weights_only=True))
+    assert torch.equal(rebuilt(ids), table(ids))
+
+
+TOLERANCE = {  # largest error per entry, given the largest row range of the trained table
+    "saec": lambda span: 0.01,  # six tight clusters, k = 6: the noise
+    "saec_int8": lambda span: 0.01 + span / 255,
+    "fp16": lambda span: 1e-3 * span,
+    "int8": lambda span: span / 255 / 2 * 1.01,
+    "int4": lambda span: span / 15 / 2 * 1.01 + 1e-2,  # fp16 scale and bias
+    "int2": lambda span: span / 3 / 2 * 1.01 + 1e-2,
+}
+
+
+@pytest.mark.parametrize("method", POST_TRAINING)
+def test_post_training_budget_picks_the_largest_setting_that_fits(method):
+    weight = clustered_weight(2000, 8)
+    spec = METHODS[method]
+    if not spec.knobs:  # a fixed size: the budget is only checked
+        size = spec.cls.footprint(2000, 8, **spec.fixed).nbytes
+        assert from_float(method, weight, budget=size).nbytes() == size
+        with pytest.raises(SaecError, match=f"budget_bytes={size - 1} is too small for method '{method}'"):
+            from_float(method, weight, budget=size - 1)
+        return
+    budget = 2000 * 8 * 4 // 20
+    table = from_float(method, weight, budget=budget)
+    knob = spec.knobs[0].name
+    bigger = spec.cls.footprint(2000, 8, **{**spec.fixed, **table.config(), knob: getattr(table, knob) + 1}).nbytes
+    assert table.nbytes() <= budget < bigger
+    with pytest.raises(SaecError, match="too small"):
+        from_float(method, weight, budget=10)
+    with pytest.raises(SaecError, match="k= or budget_bytes="):
+        from_float(method, weight, budget=budget, k=3)
+
+
+def test_post_training_errors_name_the_parameter():
+    weight = clustered_weight(50, 8)
+    with pytest.raises(SaecError, match="k=100 is larger than the table's 50 rows"):
+        from_float("saec", weight, k=100)
+    with pytest.raises(SaecError, match="'memcom' is trained compressed from scratch"):
+        from_float("memcom", weight)
+    with pytest.raises(SaecError, match="unknown method 'pq'"):
+        from_float("pq", weight)
+    with pytest.raises(SaecError, match="counts must be 50"):
+        from_float("saec", weight, k=5, counts=np.ones(49))
+    with pytest.raises(SaecError, match="only apply when it is built from a trained table"):
+        make_embedding("saec", V, D, k=5, top_n=100)
+    with pytest.raises(TypeError, match="from_float needs an nn.Embedding"):
+        from_float("saec", torch.nn.Linear(3, 3), k=2)

@@ -10,7 +10,8 @@ from torch import nn
 from saec.cli import main
 from saec.cluster.kmeans import assign, kmeans, top_indices
 from saec.cluster.saec import FieldSize, SaecConfig, compress_field, compress_tables, mask_dtype, size_report
-from saec.compress import compress_collection, compress_model, load_compressed, load_dump, save_compressed
+from saec.compression import compress_model
+from saec.dump import load_compressed, load_dump, save_compressed
 from saec.data import Field, Schema
 from saec.io import load_model, save_model
 from saec.models import build_model
@@ -102,7 +103,7 @@ def test_averaged_gradient_rule_by_hand():
     upstream = torch.tensor([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0], [7.0, 8.0], [9.0, 10.0]])
     grads = {}
     for mode in ("mean", "sum"):
-        emb = ClusteredEmbedding(codebook, mask, grad_mode=mode)
+        emb = ClusteredEmbedding.from_codebook(codebook, mask, grad_mode=mode)
         (emb(ids) * upstream).sum().backward()
         grads[mode] = emb.codebook.grad
     g = {0: upstream[0] + upstream[1], 1: upstream[2], 3: upstream[3], 2: upstream[4]}  # per feature
@@ -115,14 +116,14 @@ def test_averaged_gradient_rule_by_hand():
 def test_mean_rule_counts_only_real_features_inside_the_container():
     schema = Schema((Field("a", 2),))
     emb = EmbeddingCollection(schema, {"a": 4})
-    emb.replace("a", ClusteredEmbedding(torch.zeros(2, 2), np.array([0, 0, 1, 0])))
+    emb.replace("a", ClusteredEmbedding.from_codebook(torch.zeros(2, 2), np.array([0, 0, 1, 0])))
     out = emb({"a": torch.tensor([0, -1, -1, 1])})[0]  # two OOV positions must not count as members
     (out * torch.tensor([[1.0, 1.0], [5.0, 5.0], [5.0, 5.0], [3.0, 3.0]])).sum().backward()
     assert torch.allclose(emb.tables["a"].codebook.grad[0], torch.tensor([2.0, 2.0]))  # (1 + 3) / 2
 
 
 def test_new_features_get_the_nearest_centroid_or_the_largest_cluster():
-    emb = ClusteredEmbedding(torch.tensor([[0.0, 0.0], [10.0, 10.0]]), np.array([1, 1, 0]))
+    emb = ClusteredEmbedding.from_codebook(torch.tensor([[0.0, 0.0], [10.0, 10.0]]), np.array([1, 1, 0]))
     emb.grow(5, vectors=np.array([[9.0, 9.0], [0.5, -0.5]]))
     assert emb.mask.tolist() == [1, 1, 0, 1, 0]
     emb.grow(7)  # no trained vectors: the cluster with most members (1)
@@ -149,7 +150,7 @@ def test_size_accounting_reproduces_the_papers_27_7x():
 def test_reported_bytes_are_the_real_tensor_bytes():
     for k in (100, 300):
         r = compress_field("f", blobs(40 * k, 3, centers=20), None, SaecConfig(k=k, eligibility=40))
-        emb = ClusteredEmbedding(r.codebook, r.mask)
+        emb = ClusteredEmbedding.from_codebook(r.codebook, r.mask)
         real = sum(t.numel() * t.element_size() for t in [*emb.parameters(), *emb.buffers()])
         assert real == r.size.bytes_after
 
@@ -210,13 +211,13 @@ def test_bad_input_gives_clear_errors(tmp_path):
     with pytest.raises(ValueError, match="no table"):
         compress_tables({"a": x}, {"b": np.ones(1000)}, SaecConfig(k=5))
     with pytest.raises(ValueError, match="unknown fields"):
-        compress_collection(EmbeddingCollection(Schema((Field("a", 4),)), {"a": 10}), {"zz": np.ones(10)}, SaecConfig())
+        compress_model(build_model("dssm", Schema((Field("a", 4),)), {"a": 10}), {"zz": np.ones(10)}, SaecConfig())
     for kwargs, word in (({"k": 0}, "k"), ({"init": "pca"}, "init"), ({"eligibility": 0}, "eligibility"),
                          ({"k": 10, "top_n": 5}, "top_n")):
         with pytest.raises(ValueError, match=word):
             SaecConfig(**kwargs)
     with pytest.raises(ValueError, match="mask values"):
-        ClusteredEmbedding(torch.zeros(3, 2), np.array([0, 3]))
+        ClusteredEmbedding.from_codebook(torch.zeros(3, 2), np.array([0, 3]))
     dump = tmp_path / "dump"
     dump.mkdir()
     (dump / "user.npy").write_bytes(b"\x93NUMPY garbage")

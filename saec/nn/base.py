@@ -13,6 +13,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from saec.errors import SaecError, SaecIndexError, SaecTypeError
+
 PRIME = 2**31 - 1
 """Modulus of :func:`universal_hash` (a Mersenne prime: ``a * id`` stays below 2**62, inside int64)."""
 MAX_EMBEDDINGS = PRIME
@@ -25,7 +27,7 @@ def check_int(name: str, value: Any, lo: int, hi: int | None = None) -> int:
     ok = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
     if not ok or value < lo or (hi is not None and value > hi):
         allowed = f"in [{lo}, {hi}]" if hi is not None else f">= {lo}"
-        raise ValueError(f"{name} must be an integer {allowed}, got {value!r}")
+        raise SaecError(f"{name} must be an integer {allowed}, got {value!r}")
     return int(value)
 
 
@@ -33,20 +35,20 @@ def check_float(name: str, value: Any, lo: float, hi: float) -> float:
     """``value`` as a float in ``[lo, hi]``, else a ValueError naming ``name``."""
     ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
     if not ok or not lo <= float(value) <= hi:
-        raise ValueError(f"{name} must be a number in [{lo}, {hi}], got {value!r}")
+        raise SaecError(f"{name} must be a number in [{lo}, {hi}], got {value!r}")
     return float(value)
 
 
 def check_choice(name: str, value: Any, choices: tuple) -> Any:
     """``value`` if it is one of ``choices``, else a ValueError naming ``name``."""
     if value not in choices:
-        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+        raise SaecError(f"{name} must be one of {choices}, got {value!r}")
     return value
 
 
 def check_bool(name: str, value: Any) -> bool:
     if not isinstance(value, (bool, np.bool_)):
-        raise ValueError(f"{name} must be True or False, got {value!r}")
+        raise SaecError(f"{name} must be True or False, got {value!r}")
     return bool(value)
 
 
@@ -56,7 +58,7 @@ def check_counts(counts: Any, num_embeddings: int) -> np.ndarray | None:
         return None
     arr = np.asarray(counts.detach().cpu() if isinstance(counts, torch.Tensor) else counts, dtype=np.float64)
     if arr.shape != (num_embeddings,) or not np.isfinite(arr).all() or (arr < 0).any():
-        raise ValueError(f"counts must be {num_embeddings} finite non-negative numbers (one per id), "
+        raise SaecError(f"counts must be {num_embeddings} finite non-negative numbers (one per id), "
                          f"got shape {arr.shape}")
     return arr
 
@@ -104,6 +106,25 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def float_weight(module: nn.Module | torch.Tensor) -> torch.Tensor:
+    """The (rows x dim) float32 weight of a trained table, detached (a view, not a copy, when already float32)."""
+    from saec.nn.full import FullEmbedding
+
+    if isinstance(module, torch.Tensor):
+        weight = module
+    elif isinstance(module, (nn.Embedding, nn.EmbeddingBag)):
+        weight = module.weight
+    elif isinstance(module, FullEmbedding):
+        weight = module.T.weight
+    else:
+        raise SaecTypeError(f"from_float needs an nn.Embedding, nn.EmbeddingBag, FullEmbedding or a weight "
+                            f"tensor, got a {type(module).__name__}")
+    if weight.dim() != 2 or not weight.is_floating_point() or 0 in weight.shape:
+        raise SaecError(f"the table's weight must be a non-empty 2-D float tensor, got shape {tuple(weight.shape)} "
+                        f"{weight.dtype}")
+    return weight.detach().float()
+
+
 class Footprint(NamedTuple):
     """What a table costs: trainable parameters, and bytes of parameters plus buffers."""
 
@@ -117,20 +138,39 @@ class CompressedEmbedding(nn.Module, abc.ABC):
     Subclasses implement :meth:`embed` (1-D ids, already checked to lie in ``[0, num_embeddings)``) and
     ``_size`` (the parameter count and buffer bytes a given set of hyperparameters gives, which
     :meth:`footprint` reports without building the table). Parameters are float32.
+
+    Post-training methods (built from a trained float table: Saec, float16, row-wise integers) also
+    implement ``_from_weight``, which :meth:`from_float` calls; the others are trained compressed from
+    scratch and have only their constructor. ``name`` (set by :func:`saec.compress`, else None) is what
+    error messages call the table.
     """
+
+    name: str | None = None
 
     def __init__(self, num_embeddings: int, embedding_dim: int) -> None:
         super().__init__()
         self.num_embeddings = check_int("num_embeddings", num_embeddings, 1, MAX_EMBEDDINGS)
         self.embedding_dim = check_int("embedding_dim", embedding_dim, 1)
 
-    def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        if ids.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8, torch.int8):
-            raise TypeError(f"ids must be an integer tensor, got {ids.dtype}")
+    def label(self) -> str:
+        """How messages name this table: its path in the model if known, else its kind and shape."""
+        shape = f"{type(self).__name__}({self.num_embeddings} x {self.embedding_dim})"
+        return f"table {self.name!r} ({shape})" if self.name else shape
+
+    def check_ids(self, ids: torch.Tensor) -> None:
+        """Raise as ``nn.Embedding`` would (but naming the table and the id) unless every id is valid."""
+        if not isinstance(ids, torch.Tensor) or ids.dtype not in (torch.int64, torch.int32):
+            kind = ids.dtype if isinstance(ids, torch.Tensor) else type(ids).__name__
+            raise SaecTypeError(f"{self.label()}: ids must be an int64 or int32 tensor (as for nn.Embedding), got {kind}")
         if ids.numel():
             lo, hi = (int(x) for x in torch.aminmax(ids))
             if lo < 0 or hi >= self.num_embeddings:
-                raise IndexError(f"ids must lie in [0, {self.num_embeddings}), got values in [{lo}, {hi}]")
+                bad = lo if lo < 0 else hi
+                raise SaecIndexError(f"{self.label()}: id {bad} is out of range; ids must lie in "
+                                     f"[0, {self.num_embeddings}) (got values in [{lo}, {hi}])")
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        self.check_ids(ids)
         return self.embed(ids.reshape(-1).long()).reshape(*ids.shape, self.embedding_dim)
 
     @abc.abstractmethod
@@ -149,6 +189,37 @@ class CompressedEmbedding(nn.Module, abc.ABC):
     def uses_sparse_gradients(self) -> bool:
         """True if the table's lookups produce sparse gradients (it was built with ``sparse=True``)."""
         return any(isinstance(m, nn.Embedding) and m.sparse for m in self.modules())
+
+    @classmethod
+    def from_float(cls, module: nn.Module | torch.Tensor, *, budget: int | None = None, counts: Any = None,
+                   **hyper: Any) -> "CompressedEmbedding":
+        """This method's table built from a trained float table (post-training methods only).
+
+        Args:
+            module: an ``nn.Embedding``, ``nn.EmbeddingBag`` or :class:`~saec.nn.full.FullEmbedding`
+                (its weight is read, never changed), or the (rows x dim) weight itself.
+            budget: bytes the table may take; the method's size knob (Saec's ``k``) is set to the largest
+                value that fits (see :mod:`saec.nn.registry`). Not together with that knob.
+            counts: per-row frequencies (Saec clusters the most frequent rows); None means row order is
+                frequency order (row 0 most frequent).
+            **hyper: the method's hyperparameters.
+        """
+        if cls._from_weight.__func__ is CompressedEmbedding._from_weight.__func__:
+            raise SaecTypeError(f"{cls.__name__} is trained compressed from scratch; it has no from_float "
+                                f"(post-training methods: see saec.nn.registry.POST_TRAINING)")
+        from saec.nn.registry import fit_for_class  # the registry knows every method's budget knob
+
+        weight = float_weight(module)
+        v, d = weight.shape
+        counts = check_counts(counts, v)
+        if budget is not None:
+            hyper = fit_for_class(cls, v, d, budget_bytes=budget, counts=counts, **hyper)
+        return cls._from_weight(weight, counts=counts, **hyper)
+
+    @classmethod
+    def _from_weight(cls, weight: torch.Tensor, *, counts: np.ndarray | None, **hyper: Any) -> "CompressedEmbedding":
+        """(post-training methods) The table for a (v x d) float32 ``weight``; only overrides are called."""
+        raise SaecTypeError(f"{cls.__name__} has no from_float")
 
     def config(self) -> dict[str, Any]:
         """Plain keyword arguments (ints, floats, strings, bools, lists) from which :meth:`from_config`

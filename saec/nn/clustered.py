@@ -15,6 +15,9 @@ a centroid's step by how many of its features the batch happens to hold.
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -22,9 +25,16 @@ from torch import nn
 
 from saec.cluster.kmeans import assign
 from saec.cluster.saec import SaecConfig, compress_field, mask_dtype
+from saec.errors import SaecError
+from saec.nn.base import CompressedEmbedding, check_choice, check_float, check_int, generator
 
 GRAD_MODES = ("mean", "sum")
 FALLBACKS = ("largest",)
+
+
+def _mask_tensor(mask: np.ndarray, k: int) -> torch.Tensor:
+    """``mask`` as a tensor in the smallest integer type that holds ``k`` cluster indices."""
+    return torch.from_numpy(np.ascontiguousarray(np.asarray(mask).astype(mask_dtype(k), copy=False)))
 
 
 class _MeanGradLookup(torch.autograd.Function):
@@ -46,55 +56,88 @@ class _MeanGradLookup(torch.autograd.Function):
         return summed / members.unsqueeze(1).to(grad.dtype), None, None
 
 
-class ClusteredEmbedding(nn.Module):
-    """Drop-in for ``nn.Embedding``: ``forward(ids) -> (*ids.shape, dim)`` through ``codebook[mask[ids]]``.
+class ClusteredEmbedding(CompressedEmbedding):
+    """Saec's table: ``forward(ids) -> (*ids.shape, dim)`` through ``codebook[mask[ids]]`` (registered as ``"saec"``).
+
+    Built from a trained table with :meth:`from_float` (k-means, the paper's way), from a codebook and mask
+    with :meth:`from_codebook`, or fresh from its constructor (a seeded random codebook and the mask
+    ``id mod k``: the structure :meth:`from_config` rebuilds before a ``state_dict`` is loaded).
 
     Args:
-        codebook: (k, dim) float vectors, one per cluster (trainable).
-        mask: (num_embeddings,) cluster index of every feature.
+        num_embeddings: features addressed (v).
+        embedding_dim: vector width (d).
+        k: clusters, i.e. codebook rows, 1 <= k <= v.
         grad_mode: ``"mean"`` (Saec's averaged gradient, §2.3) or ``"sum"``.
+        seed, init_std: the fresh codebook is drawn from N(0, init_std^2) with a generator seeded by ``seed``.
+
+    Parameters: ``k * d`` (the codebook); buffer: the mask, ``v`` entries of :func:`mask_dtype` ``(k)``.
     """
 
-    def __init__(self, codebook: torch.Tensor | np.ndarray, mask: torch.Tensor | np.ndarray,
-                 grad_mode: str = "mean") -> None:
-        super().__init__()
-        if grad_mode not in GRAD_MODES:
-            raise ValueError(f"grad_mode must be one of {GRAD_MODES}, got {grad_mode!r}")
+    def __init__(self, num_embeddings: int, embedding_dim: int, k: int, grad_mode: str = "mean", *,
+                 seed: int = 0, init_std: float = 0.01) -> None:
+        super().__init__(num_embeddings, embedding_dim)
+        self.k = check_int("k", k, 1, self.num_embeddings)
+        self.grad_mode = check_choice("grad_mode", grad_mode, GRAD_MODES)
+        std = check_float("init_std", init_std, 0.0, math.inf)
+        self.codebook = nn.Parameter(torch.randn(self.k, self.embedding_dim, generator=generator(seed)) * std)
+        self.register_buffer("mask", _mask_tensor(np.arange(self.num_embeddings) % self.k, self.k))
+        self.fit_stats: dict = {}  # what from_float's clustering did (vectors trained on, objective, seconds)
+
+    @classmethod
+    def from_codebook(cls, codebook: torch.Tensor | np.ndarray, mask: torch.Tensor | np.ndarray,
+                      grad_mode: str = "mean") -> "ClusteredEmbedding":
+        """The table of a (k, d) ``codebook`` and a (v,) ``mask`` of cluster indices in ``[0, k)``."""
         codebook = torch.as_tensor(np.asarray(codebook) if isinstance(codebook, np.ndarray) else codebook)
-        if codebook.dim() != 2 or not codebook.is_floating_point():
-            raise ValueError(f"codebook must be a 2-D float tensor, got {tuple(codebook.shape)} {codebook.dtype}")
-        k = codebook.shape[0]
+        if codebook.dim() != 2 or not codebook.is_floating_point() or 0 in codebook.shape:
+            raise SaecError(f"codebook must be a non-empty 2-D float tensor, got {tuple(codebook.shape)} {codebook.dtype}")
         mask_np = mask.numpy() if isinstance(mask, torch.Tensor) else np.asarray(mask)
-        if mask_np.ndim != 1:
-            raise ValueError(f"mask must be 1-D, got shape {mask_np.shape}")
-        if len(mask_np) and (int(mask_np.min()) < 0 or int(mask_np.max()) >= k):
-            raise ValueError(f"mask values must lie in [0, {k}), got [{mask_np.min()}, {mask_np.max()}]")
-        self.grad_mode = grad_mode
-        self.codebook = nn.Parameter(codebook.detach().clone().float())
-        self.register_buffer("mask", torch.from_numpy(np.ascontiguousarray(mask_np.astype(mask_dtype(k), copy=False))))
+        if mask_np.ndim != 1 or not len(mask_np) or mask_np.dtype.kind not in "iu":
+            raise SaecError(f"mask must be a non-empty 1-D integer array, got shape {mask_np.shape} {mask_np.dtype}")
+        k = codebook.shape[0]
+        if int(mask_np.min()) < 0 or int(mask_np.max()) >= k:
+            raise SaecError(f"mask values must lie in [0, {k}) (the codebook's rows), got [{mask_np.min()}, {mask_np.max()}]")
+        table = cls(len(mask_np), codebook.shape[1], k, grad_mode)
+        table.codebook = nn.Parameter(codebook.detach().clone().float())
+        table.mask = _mask_tensor(mask_np, k)
+        return table
 
-    @property
-    def num_embeddings(self) -> int:
-        """Number of features addressed."""
-        return int(self.mask.shape[0])
+    @classmethod
+    def _from_weight(cls, weight: torch.Tensor, *, counts: np.ndarray | None, k: int = 100, grad_mode: str = "mean",
+                     top_n: int | None = None, fast: bool = True, init: str = "kmeans++", niter: int = 25,
+                     seed: int = 0) -> "ClusteredEmbedding":
+        """Saec's k-means on a trained (v x d) table (§2.2, fast clustering §2.4): k-means on the ``top_n``
+        most frequent rows by ``counts`` (default ``100 * k``; all rows if ``fast=False``), then every row
+        goes to its nearest centroid. The field-size eligibility rule (cluster only fields of at least
+        ``eligibility * k`` features) is the caller's (:func:`saec.compress`); here the table is clustered
+        whatever its size."""
+        v = weight.shape[0]
+        k = check_int("k", k, 1)
+        if k > v:
+            raise SaecError(f"k={k} is larger than the table's {v} rows")
+        check_choice("grad_mode", grad_mode, GRAD_MODES)
+        cfg = SaecConfig(k=k, eligibility=1.0, top_n=top_n, fast=fast, init=init, niter=niter, seed=seed)
+        result = compress_field("table", weight.numpy(), counts, cfg)
+        table = cls.from_codebook(result.codebook, result.mask, grad_mode)
+        table.fit_stats = {"trained_on": result.trained_on, "objective": result.objective,
+                           "cluster_s": result.cluster_s, "assign_s": result.assign_s}
+        return table
 
-    @property
-    def embedding_dim(self) -> int:
-        return int(self.codebook.shape[1])
+    @classmethod
+    def _size(cls, v: int, d: int, *, k: int, **_: Any) -> tuple[int, int]:
+        k = check_int("k", k, 1, v)
+        return k * d, v * mask_dtype(k).itemsize
 
-    @property
-    def k(self) -> int:
-        """Number of clusters (codebook rows)."""
-        return int(self.codebook.shape[0])
+    def config(self) -> dict[str, Any]:
+        return {"k": self.k, "grad_mode": self.grad_mode}
 
-    def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        flat = ids.reshape(-1)
-        clusters = self.mask[flat].long()
+    def uses_sparse_gradients(self) -> bool:
+        return False  # the codebook is small and dense: every step touches it as a whole
+
+    def embed(self, ids: torch.Tensor) -> torch.Tensor:
+        clusters = self.mask[ids].long()
         if self.grad_mode == "mean" and torch.is_grad_enabled() and self.codebook.requires_grad:
-            out = _MeanGradLookup.apply(self.codebook, clusters, flat)
-        else:
-            out = F.embedding(clusters, self.codebook)
-        return out.reshape(*ids.shape, self.embedding_dim)
+            return _MeanGradLookup.apply(self.codebook, clusters, ids)
+        return F.embedding(clusters, self.codebook)
 
     def to_dense(self) -> torch.Tensor:
         """The (num_embeddings, dim) table this module stands for (materialises every row)."""
@@ -111,36 +154,23 @@ class ClusteredEmbedding(nn.Module):
         old = self.num_embeddings
         n_new = num_embeddings - old
         if n_new < 0:
-            raise ValueError(f"cannot shrink from {old} to {num_embeddings} features")
+            raise SaecError(f"cannot shrink from {old} to {num_embeddings} features")
         if n_new == 0:
             return
         if vectors is not None:
             vec = np.asarray(vectors.detach() if isinstance(vectors, torch.Tensor) else vectors, dtype=np.float32)
             if vec.shape != (n_new, self.embedding_dim):
-                raise ValueError(f"vectors of the {n_new} new features must have shape ({n_new}, "
+                raise SaecError(f"vectors of the {n_new} new features must have shape ({n_new}, "
                                  f"{self.embedding_dim}), got {vec.shape}")
             new = assign(vec, self.codebook.detach().numpy(), what="new feature vectors")
         else:
             if fallback not in FALLBACKS:
-                raise ValueError(f"fallback must be one of {FALLBACKS}, got {fallback!r}")
+                raise SaecError(f"fallback must be one of {FALLBACKS}, got {fallback!r}")
             largest = int(torch.bincount(self.mask.long(), minlength=self.k).argmax())
             new = np.full(n_new, largest)
         added = torch.from_numpy(new.astype(self.mask.numpy().dtype))
         self.mask = torch.cat([self.mask, added])
-
-    @classmethod
-    def from_float(cls, module: nn.Embedding, k: int = 100, counts: np.ndarray | None = None,
-                   config: SaecConfig | None = None, grad_mode: str = "mean") -> "ClusteredEmbedding":
-        """Compress a trained ``nn.Embedding`` with Saec's k-means (fast clustering on the ``top_n``
-        most frequent rows by ``counts``). The field-size eligibility rule is the container's business
-        (:func:`saec.compress.compress_collection`); here the module is clustered whatever its size."""
-        cfg = config if config is not None else SaecConfig(k=k)
-        cfg = SaecConfig(**{**cfg.__dict__, "eligibility": 1.0})
-        weight = module.weight.detach().numpy()
-        if cfg.k > len(weight):
-            raise ValueError(f"k={cfg.k} is larger than the table's {len(weight)} rows")
-        result = compress_field("module", weight, counts, cfg)
-        return cls(result.codebook, result.mask, grad_mode)
+        self.num_embeddings = num_embeddings
 
     def extra_repr(self) -> str:
         return f"{self.num_embeddings}, {self.embedding_dim}, k={self.k}, mask={self.mask.dtype}, grad={self.grad_mode}"

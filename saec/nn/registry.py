@@ -1,4 +1,6 @@
-"""One factory for every compressed table: :func:`make_embedding` by method name.
+"""One factory for every compressed table: :func:`make_embedding` by method name, and :func:`from_float`
+for the post-training methods (:data:`POST_TRAINING`: Saec, float16, row-wise integers, Saec with an int8
+codebook), which are built from a trained float table.
 
 A method is built either from explicit hyperparameters or from a budget (``budget_params`` trainable
 parameters, or ``budget_bytes`` bytes of parameters and buffers). For a budget, one size knob of the
@@ -18,6 +20,8 @@ from functools import partial
 from numbers import Real
 from typing import Any, Callable, Mapping, Sequence
 
+from saec.errors import SaecError, SaecTypeError
+from saec.nn.clustered import ClusteredEmbedding
 from saec.nn.double_hashing import DoubleHashEmbedding
 from saec.nn.factorized import FactorizedEmbedding
 from saec.nn.full import FullEmbedding
@@ -57,6 +61,9 @@ class Method:
         description: one line for listings.
         fixed: hyperparameters the method name pins (not accepted from the caller).
         tied: hyperparameters that default to the value of the first knob.
+        post_training: built from a trained float table (:func:`from_float`); its ``from_float``-only
+            settings (Saec's ``top_n``, ``init``, ...) are hyperparameters too, but :func:`make_embedding`
+            builds a fresh table of the structure only.
     """
 
     cls: type[CompressedEmbedding]
@@ -64,11 +71,20 @@ class Method:
     description: str
     fixed: Mapping[str, Any] = field(default_factory=dict)
     tied: tuple[str, ...] = ()
+    post_training: bool = False
 
-    def hyperparameters(self) -> list[str]:
-        """Names :func:`make_embedding` accepts as ``**hyper`` for this method."""
+    def structure(self) -> list[str]:
+        """Constructor hyperparameters: what :func:`make_embedding` accepts as ``**hyper``."""
         params = inspect.signature(self.cls).parameters
         return [n for n in params if n not in _OWN_ARGS and n not in self.fixed]
+
+    def hyperparameters(self) -> list[str]:
+        """Every setting of this method: the structure, plus for a post-training method how it is fitted."""
+        names = self.structure()
+        if self.post_training:
+            fitted = inspect.signature(self.cls._from_weight).parameters
+            names += [n for n in fitted if n not in ("weight", "counts") and n not in names and n not in self.fixed]
+        return names
 
     def accepts_counts(self) -> bool:
         return "counts" in inspect.signature(self.cls).parameters
@@ -86,6 +102,8 @@ _BUCKETS = Knob("num_buckets", lambda v, d: range(1, v + 1))
 
 METHODS: dict[str, Method] = {
     "full": Method(FullEmbedding, (), "uncompressed v x e table, the reference (no knob)"),
+    "saec": Method(ClusteredEmbedding, (Knob("k", lambda v, d: range(1, v + 1)),),
+                   "k-means codebook + per-feature mask (Saec, Wu et al.); a budget sets k", post_training=True),
     "hashing": Method(HashEmbedding, (_BUCKETS,), "naive hashing, T[i mod m] (Weinberger et al.)"),
     "double_hashing": Method(DoubleHashEmbedding, (_BUCKETS,), "two universal hashes, concatenated (Zhang et al.)",
                              fixed={"num_frequent": 0}),
@@ -108,6 +126,10 @@ METHODS: dict[str, Method] = {
     "tt": Method(TTEmbedding, (Knob("rank", lambda v, d: range(1, 2**16 + 1)),),
                  "tensor-train cores (TT-Rec, Yin et al.)"),
 }
+POST_TRAINING: tuple[str, ...] = tuple(name for name, spec in METHODS.items() if spec.post_training)
+"""Methods built from a trained float table with :func:`from_float`."""
+FROM_SCRATCH: tuple[str, ...] = tuple(name for name, spec in METHODS.items() if not spec.post_training)
+"""Methods whose tables are trained compressed from the start (and ``"full"``, their reference)."""
 
 
 # MEmCom's comparators (Pansare et al., §5): report label -> (method in METHODS, fixed hyperparameters); the
@@ -149,10 +171,42 @@ def make_embedding(method: str, num_embeddings: int, dim: int, *, counts: Any = 
             budget, or a budget below the method's smallest table.
     """
     spec = _method(method)
+    fitted_only = sorted(set(hyper) - set(spec.structure()) - set(spec.fixed) & set(spec.hyperparameters()))
+    if fitted_only:
+        raise SaecError(f"{fitted_only} of method {method!r} only apply when it is built from a trained table "
+                        f"(saec.nn.registry.from_float or saec.compress); make_embedding builds a fresh one")
     hyper = fit_hyperparameters(method, num_embeddings, dim, counts=counts, budget_params=budget_params,
                                 budget_bytes=budget_bytes, **hyper)
     extra = {"counts": counts} if spec.accepts_counts() else {}
     return spec.cls(num_embeddings, dim, **hyper, **extra, seed=seed)
+
+
+def from_float(method: str, module: Any, *, budget: int | None = None, counts: Any = None,
+               **hyper: Any) -> CompressedEmbedding:
+    """A ``method`` table (one of :data:`POST_TRAINING`) built from the trained table ``module``.
+
+    ``budget``: bytes the table may take (the method's knob, e.g. Saec's ``k``, is set to the largest value
+    that fits; for float16 and the integer tables it is only checked). See
+    :meth:`saec.nn.base.CompressedEmbedding.from_float`.
+    """
+    spec = _method(method)
+    if not spec.post_training:
+        raise SaecError(f"method {method!r} is trained compressed from scratch and cannot be built from a trained "
+                        f"table; post-training methods are {list(POST_TRAINING)}")
+    for name, value in spec.fixed.items():
+        if hyper.get(name, value) != value:
+            raise SaecError(f"method {method!r} pins {name}={value!r}, got {hyper[name]!r}")
+    return spec.cls.from_float(module, budget=budget, counts=counts, **{**hyper, **spec.fixed})
+
+
+def fit_for_class(cls: type, num_embeddings: int, dim: int, *, budget_bytes: int, counts: Any = None,
+                  **hyper: Any) -> dict[str, Any]:
+    """:func:`fit_hyperparameters` for the method whose class is ``cls`` (and whose pinned values ``hyper``
+    holds); what a class's ``from_float(budget=...)`` uses."""
+    for name, spec in METHODS.items():
+        if spec.cls is cls and all(hyper.get(k, v) == v for k, v in spec.fixed.items()):
+            return fit_hyperparameters(name, num_embeddings, dim, counts=counts, budget_bytes=budget_bytes, **hyper)
+    raise SaecError(f"{cls.__name__} is not the class of any method in METHODS")
 
 
 def fit_hyperparameters(method: str, num_embeddings: int, dim: int, *, counts: Any = None,
@@ -164,42 +218,42 @@ def fit_hyperparameters(method: str, num_embeddings: int, dim: int, *, counts: A
     for name, value in hyper.items():
         if name in spec.fixed:  # a pinned value may be passed back (what this function returns), not changed
             if value != spec.fixed[name]:
-                raise ValueError(f"method {method!r} pins {name}={spec.fixed[name]!r}, got {value!r}")
+                raise SaecError(f"method {method!r} pins {name}={spec.fixed[name]!r}, got {value!r}")
         elif name not in accepted:
-            raise ValueError(f"method {method!r} has no hyperparameter {name!r}; it takes {accepted}")
+            raise SaecError(f"method {method!r} has no hyperparameter {name!r}; it takes {accepted}")
     v = check_int("num_embeddings", num_embeddings, 1)
     d = check_int("dim", dim, 1)
     hyper = {**spec.fixed, **hyper}
     budgets = {name: b for name, b in (("budget_params", budget_params), ("budget_bytes", budget_bytes))
                if b is not None}
     if len(budgets) > 1:
-        raise ValueError("give at most one of budget_params and budget_bytes")
+        raise SaecError("give at most one of budget_params and budget_bytes")
     if not budgets and not spec.knobs:
         return dict(hyper)
     if not budgets:
         first = spec.knobs[0].name
         if first not in hyper and inspect.signature(spec.cls).parameters[first].default is inspect.Parameter.empty:
-            raise ValueError(f"method {method!r} needs {first}= or a budget (budget_params= or budget_bytes=)")
+            raise SaecError(f"method {method!r} needs {first}= or a budget (budget_params= or budget_bytes=)")
         return _tie(spec, hyper)
     (budget_name, budget), = budgets.items()
     if isinstance(budget, bool) or not isinstance(budget, Real) or not 0 < budget < math.inf:
-        raise ValueError(f"{budget_name} must be a positive number, got {budget!r}")
+        raise SaecError(f"{budget_name} must be a positive number, got {budget!r}")
     extra = {"counts": counts} if spec.accepts_counts() else {}
     if not spec.knobs:  # nothing to turn: the one table either fits or not
-        fp = spec.cls.footprint(v, d, **hyper, **extra)
+        fp = spec.cls.footprint(v, d, **_structural(spec, hyper), **extra)
         got = fp.params if budget_name == "budget_params" else fp.nbytes
         if got > budget:
             unit = "parameters" if budget_name == "budget_params" else "bytes"
-            raise ValueError(f"{budget_name}={budget} is too small for method {method!r}: its "
+            raise SaecError(f"{budget_name}={budget} is too small for method {method!r}: its "
                              f"{num_embeddings} x {dim} table needs {got} {unit}")
         return dict(hyper)
     free = [k for k in spec.knobs if k.name not in hyper]
     if not free:
         names = " or ".join(f"{k.name}=" for k in spec.knobs)
-        raise ValueError(f"give either {names} or {budget_name}= for method {method!r}, not both")
+        raise SaecError(f"give either {names} or {budget_name}= for method {method!r}, not both")
 
     def size(name: str, x: Any) -> int:
-        fp = spec.cls.footprint(v, d, **_tie(spec, {**hyper, name: x}), **extra)
+        fp = spec.cls.footprint(v, d, **_structural(spec, _tie(spec, {**hyper, name: x})), **extra)
         return fp.params if budget_name == "budget_params" else fp.nbytes
 
     for knob in free:  # the first knob that can meet the budget
@@ -208,25 +262,29 @@ def fit_hyperparameters(method: str, num_embeddings: int, dim: int, *, counts: A
             return _tie(spec, {**hyper, knob.name: best})
     smallest = min(size(k.name, x) for k in free for x in (k.values(v, d)[:1] if k.monotone else k.values(v, d)))
     unit = "parameters" if budget_name == "budget_params" else "bytes"
-    raise ValueError(f"{budget_name}={budget} is too small for method {method!r}: its smallest "
+    raise SaecError(f"{budget_name}={budget} is too small for method {method!r}: its smallest "
                      f"{num_embeddings} x {dim} table needs {smallest} {unit}")
 
 
 def method_of(table: CompressedEmbedding) -> str:
-    """The :data:`METHODS` name that builds ``table``'s kind (double hashing with frequent rows is
-    ``"freq_double_hashing"``)."""
-    if isinstance(table, DoubleHashEmbedding):
-        return "freq_double_hashing" if table.num_frequent else "double_hashing"
+    """The first :data:`METHODS` name whose class and pinned hyperparameters match ``table`` (double hashing
+    without frequent rows is ``"double_hashing"``, with them ``"freq_double_hashing"``)."""
     for name, spec in METHODS.items():
-        if type(table) is spec.cls:
+        if type(table) is spec.cls and all(getattr(table, k, None) == v for k, v in spec.fixed.items()):
             return name
-    raise TypeError(f"a {type(table).__name__} is not a table of any method in METHODS")
+    raise SaecTypeError(f"a {type(table).__name__} is not a table of any method in METHODS")
 
 
 def _method(method: str) -> Method:
     if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; methods are {list(METHODS)}")
+        raise SaecError(f"unknown method {method!r}; methods are {list(METHODS)}")
     return METHODS[method]
+
+
+def _structural(spec: Method, hyper: dict[str, Any]) -> dict[str, Any]:
+    """The hyperparameters that shape the table (what its size depends on)."""
+    keep = set(spec.structure()) | set(spec.fixed) | {"init_std", "sparse"}
+    return {k: v for k, v in hyper.items() if k in keep}
 
 
 def _tie(spec: Method, hyper: dict[str, Any]) -> dict[str, Any]:
@@ -254,4 +312,5 @@ def _largest_fitting(size: Callable[[Any], int], values: Sequence[Any], budget: 
     return values[lo]
 
 
-__all__ = ["METHODS", "PAPER_VARIANTS", "Knob", "Method", "fit_hyperparameters", "make_embedding", "method_of"]
+__all__ = ["FROM_SCRATCH", "METHODS", "PAPER_VARIANTS", "POST_TRAINING", "Knob", "Method", "fit_for_class", "fit_hyperparameters",
+           "from_float", "make_embedding", "method_of"]

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from saec.cluster.saec import FieldCompression, SaecConfig, SizeReport, size_report
-from saec.compress import compress_model
+from saec.compression import compress_model
 from saec.data.dataset import CTRData
 from saec.data.synthetic import SyntheticTrace
 from saec.data.task import CTRTask

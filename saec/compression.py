@@ -1,0 +1,363 @@
+"""Post-training compression of any PyTorch model: :func:`compress` walks an ``nn.Module`` and swaps its
+embedding tables for a post-training method's tables (TorchRec's ``quantize_embeddings`` shape: float model
+in, a new model with compressed tables out, the original untouched).
+
+* Every ``nn.Embedding`` and ``nn.EmbeddingBag`` with at least ``min_rows`` rows is replaced by the
+  method's table (:data:`saec.nn.registry.POST_TRAINING`: ``saec``, ``fp16``, ``int8``, ``int4``, ``int2``,
+  ``saec_int8``); an ``EmbeddingBag`` by its pooled form, an ``Embedding`` with ``padding_idx`` by its
+  padded form (:mod:`saec.nn.bag`), so the model's ``forward`` runs unchanged.
+* A table reachable from several places (one table shared by two features) is compressed once and stays
+  shared. Tables inside an already compressed table are left alone.
+* Saec also applies its eligibility rule (§2.2.1): a table is clustered only if it has at least
+  ``eligibility * k`` rows (default 100 x k, the paper's).
+* Frequencies (Saec clusters the most frequent rows, §2.4) come from ``counts`` by table path, e.g. from
+  :func:`count_ids` over batches of the model's own inputs; without them row order is taken as frequency
+  order (row 0 most frequent), which is how :class:`~saec.data.vocab.Vocabulary` numbers ids.
+
+Only module calls are seen: a model that reads ``table.weight`` itself (``F.embedding(x, self.t.weight)``,
+an output layer tied to an input table) is not compressed through that read.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass, field
+from numbers import Real
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+import torch
+from torch import nn
+
+from saec.cluster.saec import FieldCompression, FieldSize, SaecConfig
+from saec.errors import SaecError, SaecKeyError, SaecTypeError
+from saec.nn.bag import CompressedEmbeddingBag, PaddedEmbedding
+from saec.nn.base import CompressedEmbedding, check_counts
+from saec.nn.clustered import ClusteredEmbedding
+from saec.nn.registry import METHODS, POST_TRAINING, fit_hyperparameters, from_float
+
+TABLE_TYPES = (nn.Embedding, nn.EmbeddingBag)
+"""What :func:`compress` replaces."""
+_COMPRESSED = (CompressedEmbedding, CompressedEmbeddingBag, PaddedEmbedding)
+CLUSTERING = ("saec", "saec_int8")
+"""Methods that apply Saec's field-size eligibility rule."""
+DEFAULT_ELIGIBILITY = 100.0
+
+
+@dataclass
+class TableReport:
+    """What :func:`compress` did to one table.
+
+    Attributes:
+        path: the table's module path in the model (the first one, for a shared table).
+        also_at: its other paths, for a table shared by several places.
+        kind: ``"Embedding"`` or ``"EmbeddingBag"`` (with its mode).
+        rows, dim: the table's shape.
+        bytes_before: bytes of the float table.
+        bytes_after: bytes of what replaced it (``bytes_before`` if it was left alone).
+        method: the method that replaced it, or None.
+        settings: the new table's :meth:`~saec.nn.base.CompressedEmbedding.config`.
+        skipped: why the table was left alone ("" if it was compressed).
+        stats: what fitting did (Saec: vectors k-means ran on, objective, seconds).
+    """
+
+    path: str
+    also_at: list[str]
+    kind: str
+    rows: int
+    dim: int
+    bytes_before: int
+    bytes_after: int
+    method: str | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
+    skipped: str = ""
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ratio(self) -> float:
+        return self.bytes_before / self.bytes_after
+
+
+@dataclass
+class CompressionReport:
+    """Per-table reports of one :func:`compress` call, and their totals."""
+
+    method: str
+    tables: list[TableReport]
+
+    @property
+    def bytes_before(self) -> int:
+        return sum(t.bytes_before for t in self.tables)
+
+    @property
+    def bytes_after(self) -> int:
+        return sum(t.bytes_after for t in self.tables)
+
+    @property
+    def ratio(self) -> float:
+        """Bytes of the tables before over after (tables left alone count on both sides)."""
+        return self.bytes_before / self.bytes_after if self.tables else 1.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"method": self.method, "bytes_before": self.bytes_before, "bytes_after": self.bytes_after,
+                "ratio": self.ratio, "tables": [asdict(t) for t in self.tables]}
+
+    def rows(self) -> list[list[str]]:
+        """A printable table: header, one row per table, totals."""
+        out = [["table", "kind", "rows", "dim", "method", "settings", "bytes before", "bytes after", "ratio"]]
+        for t in self.tables:
+            settings = ", ".join(f"{k}={v}" for k, v in t.settings.items()) if t.method else t.skipped
+            out.append([t.path + (f" (= {', '.join(t.also_at)})" if t.also_at else ""), t.kind, f"{t.rows:,}",
+                        str(t.dim), t.method or "-", settings, f"{t.bytes_before:,}", f"{t.bytes_after:,}",
+                        f"{t.ratio:.1f}x"])
+        out.append(["total", "", "", "", "", "", f"{self.bytes_before:,}", f"{self.bytes_after:,}",
+                    f"{self.ratio:.1f}x"])
+        return out
+
+
+def find_tables(model: nn.Module) -> dict[str, list[str]]:
+    """The ``nn.Embedding`` / ``nn.EmbeddingBag`` modules of ``model``: ``{first path: [every path]}``.
+
+    Paths are ``named_modules`` names; a module reachable from several places is listed once with all of
+    them. Already compressed tables are not looked into.
+    """
+    paths: dict[int, list[str]] = {}
+    first: dict[int, str] = {}
+
+    def walk(module: nn.Module, prefix: str) -> None:
+        for name, child in module.named_children():
+            path = f"{prefix}{name}"
+            if isinstance(child, TABLE_TYPES):
+                first.setdefault(id(child), path)
+                paths.setdefault(id(child), []).append(path)
+            elif not isinstance(child, _COMPRESSED):
+                walk(child, path + ".")
+
+    if isinstance(model, TABLE_TYPES):
+        raise SaecTypeError("compress takes the model that holds the tables; for one table use "
+                            "saec.nn.registry.from_float(method, table)")
+    walk(model, "")
+    return {first[i]: p for i, p in paths.items()}
+
+
+def _modules_by_path(model: nn.Module) -> dict[str, nn.Module]:
+    return dict(model.named_modules(remove_duplicate=False))
+
+
+def _check_module(path: str, module: nn.Module) -> None:
+    """Options of a table that no compressed form can honour."""
+    if getattr(module, "max_norm", None) is not None:
+        raise SaecError(f"table {path!r}: max_norm={module.max_norm} renormalises rows on lookup, which a "
+                        f"compressed table cannot do; build the table without max_norm")
+    if getattr(module, "scale_grad_by_freq", False):
+        raise SaecError(f"table {path!r}: scale_grad_by_freq=True is not supported by compressed tables")
+
+
+def _kind(module: nn.Module) -> str:
+    return f"EmbeddingBag({module.mode})" if isinstance(module, nn.EmbeddingBag) else "Embedding"
+
+
+def _by_path(what: str, given: Any, tables: dict[str, list[str]]) -> dict[str, Any]:
+    """A per-table argument keyed by the first path of each table it names (any of a table's paths works)."""
+    if given is None:
+        return {}
+    if not isinstance(given, Mapping):
+        raise SaecTypeError(f"{what} must map table paths to values, got a {type(given).__name__}; "
+                            f"the model's tables are {list(tables)}")
+    alias = {p: first for first, ps in tables.items() for p in ps}
+    unknown = [k for k in given if k not in alias]
+    if unknown:
+        raise SaecKeyError(f"{what} names {unknown}, which are not embedding tables of the model; its tables "
+                           f"are {list(tables)}")
+    return {alias[k]: v for k, v in given.items()}
+
+
+def _budgets(budget: Any, ratio: Any, tables: dict[str, list[str]], modules: dict[str, nn.Module]) -> dict[str, float]:
+    if budget is not None and ratio is not None:
+        raise SaecError("give at most one of budget (bytes per table) and ratio")
+    if ratio is not None:
+        if isinstance(ratio, bool) or not isinstance(ratio, Real) or not ratio >= 1:
+            raise SaecError(f"ratio must be a number >= 1 (the float table's bytes over the compressed table's), "
+                            f"got {ratio!r}")
+        return {p: modules[p].weight.numel() * 4 / float(ratio) for p in tables}
+    if budget is None:
+        return {}
+    per = _by_path("budget", budget, tables) if isinstance(budget, Mapping) else {p: budget for p in tables}
+    for p, b in per.items():
+        if isinstance(b, bool) or not isinstance(b, Real) or not b > 0:
+            raise SaecError(f"table {p!r}: budget must be a positive number of bytes, got {b!r}")
+    return per
+
+
+def compress(model: nn.Module, method: str = "saec", counts: Mapping[str, Any] | None = None,
+             budget: int | Mapping[str, int] | None = None, min_rows: int = 1000, *, ratio: float | None = None,
+             **hyper: Any) -> tuple[nn.Module, CompressionReport]:
+    """A copy of ``model`` whose large embedding tables hold ``method``'s tables, and what was done.
+
+    Args:
+        model: any ``nn.Module``; it is not changed.
+        method: a post-training method (:data:`~saec.nn.registry.POST_TRAINING`).
+        counts: ``{table path: per-row frequencies}`` (:func:`count_ids` makes them); tables without
+            counts take row order as frequency order.
+        budget: bytes each table may take (one number for all, or ``{path: bytes}``); the method's knob
+            (Saec's ``k``) is set to the largest value that fits. Or ``ratio``: each table at most its
+            float32 bytes / ``ratio``.
+        min_rows: smaller tables are left alone.
+        **hyper: the method's settings (e.g. ``k=100, top_n=..., init="topk", grad_mode="mean"`` for Saec,
+            whose ``eligibility`` (default 100) also applies: tables with fewer than ``eligibility * k``
+            rows stay full).
+
+    Every argument is checked for every table before any table is compressed.
+    """
+    if method not in METHODS:
+        raise SaecKeyError(f"unknown method {method!r}; post-training methods are {list(POST_TRAINING)}")
+    if method not in POST_TRAINING:
+        raise SaecError(f"method {method!r} is trained compressed from scratch, not built from a trained table; "
+                        f"post-training methods are {list(POST_TRAINING)} (build a model with "
+                        f"saec.models.build_compressed_model for the others)")
+    if isinstance(min_rows, bool) or not isinstance(min_rows, (int, np.integer)) or min_rows < 1:
+        raise SaecError(f"min_rows must be a positive integer, got {min_rows!r}")
+    eligibility = hyper.pop("eligibility", DEFAULT_ELIGIBILITY) if method in CLUSTERING else None
+    if eligibility is not None and (isinstance(eligibility, bool) or not isinstance(eligibility, Real)
+                                    or not eligibility >= 1):
+        raise SaecError(f"eligibility must be a number >= 1 (tables need eligibility * k rows), got {eligibility!r}")
+    tables = find_tables(model)
+    modules = _modules_by_path(model)
+    counts = _by_path("counts", counts, tables)
+    budgets = _budgets(budget, ratio, tables, modules)
+
+    plans: dict[str, tuple[dict[str, Any], np.ndarray | None, str]] = {}  # path -> (settings, counts, skipped)
+    for path in tables:
+        module = modules[path]
+        rows, dim = module.weight.shape
+        try:
+            c = check_counts(counts.get(path), rows)
+        except SaecError as e:
+            raise SaecError(f"table {path!r}: {e}") from None
+        if rows < min_rows:
+            plans[path] = ({}, c, f"rows < min_rows={min_rows}")
+            continue
+        _check_module(path, module)
+        try:
+            settings = fit_hyperparameters(method, rows, dim, counts=c, budget_bytes=budgets.get(path), **hyper)
+            k = settings.get("k", ClusteredEmbedding._from_weight.__kwdefaults__["k"]) if eligibility else None
+            if k is not None and k > rows:
+                raise SaecError(f"k={k} is larger than the table's {rows} rows")
+        except SaecError as e:
+            raise SaecError(f"table {path!r} ({rows} x {dim}): {e}") from None
+        skipped = ""
+        if k is not None and rows < eligibility * k:  # Saec §2.2.1: only fields of >= eligibility * k features
+            skipped = f"rows < eligibility x k = {eligibility:g} x {k}"
+        plans[path] = (settings, c, skipped)
+
+    replacements: dict[int, nn.Module] = {}
+    reports = []
+    for path, paths in tables.items():
+        module = modules[path]
+        settings, c, skipped = plans[path]
+        rows, dim = module.weight.shape
+        before = module.weight.numel() * module.weight.element_size()
+        report = TableReport(path, paths[1:], _kind(module), rows, dim, before, before, skipped=skipped)
+        if not skipped:
+            table = from_float(method, module, counts=c, **settings)
+            table.name = path
+            replacements[id(module)] = _drop_in(table, module)
+            report.method, report.settings = method, table.config()
+            report.bytes_after = table.nbytes()
+            report.stats = dict(getattr(table, "fit_stats", {}))
+        reports.append(report)
+    # deepcopy's memo maps each replaced table to its replacement (at every place it is referenced), so the
+    # big float tables are never copied and the original model is left as it was.
+    return copy.deepcopy(model, dict(replacements)), CompressionReport(method, reports)
+
+
+def _drop_in(table: CompressedEmbedding, module: nn.Module) -> nn.Module:
+    """``table`` in the form that takes ``module``'s calls."""
+    if isinstance(module, nn.EmbeddingBag):
+        return CompressedEmbeddingBag(table, module.mode, module.padding_idx, module.include_last_offset)
+    if module.padding_idx is not None:
+        return PaddedEmbedding(table, module.padding_idx)
+    return table
+
+
+@torch.no_grad()
+def count_ids(model: nn.Module, batches: Iterable[Any]) -> dict[str, np.ndarray]:
+    """How often every row of every embedding table of ``model`` is looked up over ``batches``.
+
+    Each batch is what the model is called with: a tuple or list (positional arguments), a dict (keyword
+    arguments) or one tensor. Forward pre-hooks on the tables count their ids (``padding_idx`` and
+    negative ids left out); the model runs without gradients, in eval mode, and is put back as it was.
+    Returns ``{table path: int64 counts}``, keyed like :func:`compress`'s ``counts``.
+    """
+    tables = find_tables(model)
+    modules = _modules_by_path(model)
+    counts = {p: np.zeros(modules[p].weight.shape[0], dtype=np.int64) for p in tables}
+
+    def hook(path: str):
+        def count(module: nn.Module, args: tuple, kwargs: dict) -> None:
+            ids = args[0] if args else kwargs.get("input")
+            ids = ids.reshape(-1).long()
+            ids = ids[(ids >= 0) & (ids < len(counts[path]))]
+            if module.padding_idx is not None:
+                ids = ids[ids != module.padding_idx]
+            counts[path] += np.bincount(ids.numpy(), minlength=len(counts[path]))
+        return count
+
+    handles = [modules[p].register_forward_pre_hook(hook(p), with_kwargs=True) for p in tables]
+    modes = {m: m.training for m in model.modules()}
+    model.eval()
+    try:
+        for i, batch in enumerate(batches):
+            if isinstance(batch, Mapping):
+                model(**batch)
+            elif isinstance(batch, (tuple, list)):
+                model(*batch)
+            elif isinstance(batch, torch.Tensor):
+                model(batch)
+            else:
+                raise SaecTypeError(f"batch {i}: expected the model's inputs as a tuple, dict or tensor, got a "
+                                    f"{type(batch).__name__}")
+    finally:
+        for h in handles:
+            h.remove()
+        for m, training in modes.items():
+            m.train(training)
+    return counts
+
+
+# -- Saec on saec's own CTR models ----------------------------------------------------------------
+def compress_model(model: nn.Module, counts: Mapping[str, np.ndarray] | None, cfg: SaecConfig,
+                   grad_mode: str = "mean") -> tuple[nn.Module, dict[str, FieldCompression]]:
+    """Saec on a CTR model with an ``embeddings`` collection (:func:`saec.models.build_model`): :func:`compress`
+    with ``cfg``'s settings and counts by field name, and per-field results in the paper's accounting
+    (§3.2; :class:`~saec.cluster.saec.FieldCompression`: size, codebook, mask, what k-means trained on)."""
+    emb = getattr(model, "embeddings", None)
+    names = list(getattr(getattr(emb, "schema", None), "names", []))
+    if not names:
+        raise SaecTypeError(f"compress_model takes a model with an embeddings collection (saec.models.build_model); "
+                            f"for any other model use saec.compress")
+    counts = dict(counts or {})
+    unknown = sorted(set(counts) - set(names))
+    if unknown:
+        raise SaecKeyError(f"counts given for unknown fields {unknown}; the model has {names}")
+    prefix = "embeddings.tables."
+    full = [n for n in names if isinstance(emb.tables[n], nn.Embedding)]  # fields compressed by some method stay
+    by_path = {prefix + n: counts[n] for n in full if n in counts}
+    out, report = compress(model, "saec", counts=by_path, min_rows=cfg.min_features(), k=cfg.k, eligibility=cfg.eligibility,
+                           top_n=cfg.top_n, fast=cfg.fast, init=cfg.init, niter=cfg.niter, seed=cfg.seed,
+                           grad_mode=grad_mode)
+    fields = {}
+    for t in report.tables:
+        if not t.path.startswith(prefix) or t.path[len(prefix):] not in full:
+            continue
+        name = t.path[len(prefix):]
+        if t.method is None:
+            fields[name] = FieldCompression(FieldSize(name, t.rows, t.dim))
+            continue
+        table = out.embeddings.tables[name]
+        fields[name] = FieldCompression(FieldSize(name, t.rows, t.dim, table.k), table.codebook.detach().numpy(),
+                                        table.mask.numpy(), **t.stats)
+    return out, fields
+
+
+__all__ = ["CLUSTERING", "CompressionReport", "TableReport", "compress", "compress_model", "count_ids", "find_tables"]
