@@ -14,7 +14,7 @@ reference is the same DSSM with full tables (the ``"full"`` method).
 
 Trained MEmCom models are also analysed: how many features sharing a ``U`` row still have distinct
 multipliers (App. A.4, :func:`saec.nn.memcom.unique_embeddings`), and their accuracy at float16 and at
-8, 4, 2-bit row-wise integers (App. A.2, :func:`saec.nn.quantize.quantize_model`).
+8, 4, 2-bit row-wise integers (App. A.2, :func:`saec.nn.quantize.simulate_quantization`).
 
 ``--quick`` is a smoke run on MovieLens-100K (two methods, two ratios, one epoch).
 """
@@ -35,7 +35,7 @@ from saec.data import movielens
 from saec.io import write_json, write_text
 from saec.models import SMALL_FIELD_ROWS, build_compressed_model, large_fields
 from saec.nn.memcom import unique_embeddings
-from saec.nn.quantize import quantize_model
+from saec.nn.quantize import simulate_quantization
 from saec.nn.registry import PAPER_VARIANTS
 from saec.train.loop import TrainConfig, evaluate, fit
 
@@ -91,7 +91,7 @@ def precision(model, task, with_dense: bool) -> list[dict]:
     rows = []
     for scope in ("embeddings", "all") if with_dense else ("embeddings",):
         for bits in BITS:
-            q, size = quantize_model(model, bits, scope)
+            q, size = simulate_quantization(model, bits, scope)
             rows.append({"scope": scope, "bits": bits, **evaluate(q, task.test), "nbytes": size.nbytes,
                          "embedding_nbytes": size.embedding_nbytes})
     return rows
@@ -275,7 +275,7 @@ Mean ± sample std over seeds where more than one ran. "n/a": not run (see the l
     # A.2
     text += "\n## Lower precision (App. A.2)\n\n"
     text += ("Trained models (seed 0) with their embedding collection (tables and OOV vectors) at float16 or "
-             "row-wise linear integers (`saec.nn.quantize.quantize_model`: torch's "
+             "row-wise linear integers (`saec.nn.quantize.simulate_quantization`: torch's "
              "`quantize_per_channel` with float scale/offset per row, quint8 / quint4x2 / quint2x4; one-column "
              "tensors such as MEmCom's `V` and `W` get one scale for the whole column). The dense layers stay "
              "float32 unless the scope says \"all\" (then every Linear weight is quantized per output row, "

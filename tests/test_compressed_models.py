@@ -11,7 +11,7 @@ from saec.io import load_model, save_model
 from saec.models import build_compressed_model, large_fields
 from saec.nn.clustered import ClusteredEmbedding
 from saec.nn.memcom import MEmComEmbedding, unique_embeddings
-from saec.nn.quantize import quantize_model, quantize_rowwise
+from saec.nn.quantize import quantize_rowwise, simulate_quantization
 from saec.nn.registry import METHODS, make_embedding
 from saec.train.loop import TrainConfig, make_optimizer
 
@@ -172,17 +172,17 @@ def test_rowwise_quantization_matches_a_plain_reference(bits):
         quantize_rowwise(w.float(), 3)
 
 
-def test_quantize_model_scopes_and_true_bytes():
+def test_simulate_quantization_scopes_and_true_bytes():
     model = model_for("memcom", ratio=2.0, hyper={"bias": True})
     n_emb = sum(p.numel() for p in model.embeddings.parameters())
     n_all = sum(p.numel() for p in model.parameters())
-    same, size = quantize_model(model, 32)
+    same, size = simulate_quantization(model, 32)
     assert size == (4 * n_all, 4 * n_emb) and torch.equal(same(BATCH), model(BATCH))
-    half, size = quantize_model(model, 16)
+    half, size = simulate_quantization(model, 16)
     assert size.embedding_nbytes == 2 * n_emb and size.nbytes == 2 * n_emb + 4 * (n_all - n_emb)
     assert all(torch.equal(p, p.half().float()) for p in half.embeddings.parameters())
     assert torch.equal(half.mlp[0].weight, model.mlp[0].weight)  # dense layers untouched
-    q8, size = quantize_model(model, 8, scope="all")
+    q8, size = simulate_quantization(model, 8, scope="all")
     user, user8 = model.embeddings.tables["user"], q8.embeddings.tables["user"]
     assert torch.equal(user8.U.weight, quantize_rowwise(user.U.weight, 8).dequantize())  # per row
     assert len(torch.unique(user8.V.weight)) <= 256  # V: one scale for the whole column
@@ -191,6 +191,6 @@ def test_quantize_model_scopes_and_true_bytes():
                for p in model.embeddings.parameters())  # 1 byte a code, float32 scale and offset a row
     assert size.embedding_nbytes == want
     with pytest.raises(ValueError, match="bits"):
-        quantize_model(model, 12)
+        simulate_quantization(model, 12)
     with pytest.raises(ValueError, match="scope"):
-        quantize_model(model, 8, scope="dense")
+        simulate_quantization(model, 8, scope="dense")

@@ -1,4 +1,13 @@
-"""Lower precision for trained models (MEmCom §2.4 and App. A.2): float16 and row-wise linear integers.
+"""Simulated lower precision for accuracy studies (MEmCom §2.4 and App. A.2): float16 and row-wise integers.
+
+:func:`simulate_quantization` answers "how accurate would this model be at ``bits`` of precision, and how
+large would it then be?". It rounds every chosen parameter to the values that precision can hold and
+writes those values back **as float32**: the returned model computes what a model reading the codes
+would, but its tensors (and a file saved from it) are as large as before. The size it returns is what
+packed storage would take. MEmCom App. A.2 quantizes every parameter, MEmCom's ``U``/``V`` and the dense
+layers included, which this does (``scope="all"``) and packed tables, which replace whole embedding tables,
+do not. For tables really stored packed (uint8 codes with a scale and bias per row), use
+:class:`saec.nn.quantized.QuantizedEmbedding` or ``saec.compress(model, method="int8")``.
 
 Integer quantization is torch's own row-wise affine scheme with float parameters
 (``torch.per_channel_affine_float_qparams``, what ``torch.ao.nn.quantized.Embedding`` and TorchRec's
@@ -7,11 +16,9 @@ row-wise tables use): every row ``r`` of a matrix gets ``scale_r = (max_r - min_
 (``torch.quint8``, and ``quint4x2`` / ``quint2x4`` packing two / four codes per byte). A row's minimum
 and maximum are therefore exact. Tensors with one column (MEmCom's ``V`` and ``W``, biases, OOV
 vectors) are quantized as one row: one scale for the whole tensor, since a scale per single number
-would cost more than the number.
-
-:func:`quantize_model` returns a copy of the model whose weights hold the dequantized values
-(``(q - zero_point) * scale``), so it computes exactly what a model reading the integer codes would,
-with the bytes those codes and their per-row scale and offset (float32 each) take.
+would cost more than the number. The returned model's weights hold the dequantized values
+(``(q - zero_point) * scale``); the size counts those codes and their per-row scale and offset (float32
+each).
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ import torch
 from torch import nn
 
 BITS = (32, 16, 8, 4, 2)
-"""Precisions :func:`quantize_model` offers: float32 (unchanged), float16, and 8, 4 or 2-bit integers."""
+"""Precisions :func:`simulate_quantization` offers: float32 (unchanged), float16, and 8, 4 or 2-bit integers."""
 _QDTYPES = {8: torch.quint8, 4: torch.quint4x2, 2: torch.quint2x4}
 SCOPES = ("embeddings", "all")
 
@@ -53,14 +60,21 @@ def quantized_nbytes(q: torch.Tensor) -> int:
 
 
 class QuantizedSize(NamedTuple):
-    """Bytes of a quantized model: all parameters and buffers, and those of the embedding collection."""
+    """Bytes a model would take at the simulated precision: all parameters and buffers, and those of the
+    embedding collection."""
 
     nbytes: int
     embedding_nbytes: int
 
 
-def quantize_model(model: nn.Module, bits: int, scope: str = "embeddings") -> tuple[nn.Module, QuantizedSize]:
-    """A copy of ``model`` with its float parameters at ``bits`` of precision, and its true size.
+def simulate_quantization(model: nn.Module, bits: int,
+                          scope: str = "embeddings") -> tuple[nn.Module, QuantizedSize]:
+    """A float32 copy of ``model`` whose parameters hold the values ``bits`` of precision can represent,
+    and the bytes the model would take stored at that precision.
+
+    For accuracy studies: storage stays float32 (saving the copy takes as many bytes as the original);
+    real packed tables are :class:`saec.nn.quantized.QuantizedEmbedding` (``saec.compress(model,
+    method="int8")``).
 
     Args:
         model: a CTR model with an ``embeddings`` collection (:func:`saec.models.build_model`).
@@ -106,4 +120,4 @@ def _quantize_(p: torch.Tensor, bits: int) -> int:
     return quantized_nbytes(q)
 
 
-__all__ = ["BITS", "QuantizedSize", "quantize_model", "quantize_rowwise", "quantized_nbytes"]
+__all__ = ["BITS", "QuantizedSize", "quantize_rowwise", "quantized_nbytes", "simulate_quantization"]
