@@ -44,6 +44,11 @@ CASES = {  # case -> (method, hyperparameters, counts)
     "tt": ("tt", {"rank": 3}, None),
     "saec": ("saec", {"k": 7}, None),
     "saec-sum": ("saec", {"k": 7, "grad_mode": "sum"}, None),
+    "saec_int8": ("saec_int8", {"k": 7}, None),
+    "fp16": ("fp16", {}, None),
+    "int8": ("int8", {}, None),
+    "int4": ("int4", {}, None),
+    "int2": ("int2", {}, None),
 }
 SPARSE_CASES = [c for c, (m, _, _) in CASES.items() if "sparse" in METHODS[m].structure()]
 TRAINABLE_CASES = [c for c, (m, _, _) in CASES.items() if METHODS[m].cls.footprint(V, D, **CASES[c][1]).params]
@@ -100,7 +105,8 @@ def test_seeded_and_leaves_the_global_rng_alone(case):
     assert torch.equal(torch.get_rng_state(), state)
     sa, sb, sc = a.state_dict(), b.state_dict(), c.state_dict()
     assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
-    assert any(not torch.equal(sa[k], sc[k]) for k in sa)
+    if case in TRAINABLE_CASES:  # the post-training integer tables start from nothing random
+        assert any(not torch.equal(sa[k], sc[k]) for k in sa)
     ids = torch.arange(V)
     assert torch.equal(a(ids), b(ids))
 

@@ -1,4 +1,5 @@
-"""ClusteredEmbedding: a codebook plus a per-feature mask (Saec §2.2.1, Fig. 3b; retraining §2.3).
+"""ClusteredEmbedding: a codebook plus a per-feature mask (Saec §2.2.1, Fig. 3b; retraining §2.3), and
+QuantizedClusteredEmbedding, the same with a row-wise int8 codebook.
 
 Lookup is two steps: ``mask[id]`` gives the feature's cluster, ``codebook[cluster]`` its vector. The
 codebook is the only trainable parameter; the mask is a buffer in the smallest integer type that holds
@@ -27,6 +28,7 @@ from saec.cluster.kmeans import assign
 from saec.cluster.saec import SaecConfig, compress_field, mask_dtype
 from saec.errors import SaecError
 from saec.nn.base import CompressedEmbedding, check_choice, check_float, check_int, generator
+from saec.nn.quantized import QuantizedEmbedding
 
 GRAD_MODES = ("mean", "sum")
 FALLBACKS = ("largest",)
@@ -174,3 +176,52 @@ class ClusteredEmbedding(CompressedEmbedding):
 
     def extra_repr(self) -> str:
         return f"{self.num_embeddings}, {self.embedding_dim}, k={self.k}, mask={self.mask.dtype}, grad={self.grad_mode}"
+
+
+class QuantizedClusteredEmbedding(CompressedEmbedding):
+    """Saec with a row-wise integer codebook (registered as ``"saec_int8"``): the mask of
+    :class:`ClusteredEmbedding`, and its k centroids stored as a :class:`~saec.nn.quantized.QuantizedEmbedding`.
+
+    The two savings multiply where the codebook matters (small fields, large k); with the paper's k = 100
+    the mask dominates and the codebook's 4x is a small gain. Serving only: nothing here is trainable.
+
+    Args:
+        num_embeddings, embedding_dim, k: as for :class:`ClusteredEmbedding`.
+        bits: precision of the codebook (8 for ``"saec_int8"``).
+        seed: unused (accepted as by every table :func:`saec.nn.registry.make_embedding` builds).
+    """
+
+    def __init__(self, num_embeddings: int, embedding_dim: int, k: int, bits: int = 8, *, seed: int = 0) -> None:
+        super().__init__(num_embeddings, embedding_dim)
+        self.k = check_int("k", k, 1, self.num_embeddings)
+        self.codebook = QuantizedEmbedding(self.k, self.embedding_dim, bits)
+        self.bits = self.codebook.bits
+        self.register_buffer("mask", _mask_tensor(np.arange(self.num_embeddings) % self.k, self.k))
+        self.fit_stats: dict = {}
+
+    @classmethod
+    def _from_weight(cls, weight: torch.Tensor, *, counts: np.ndarray | None, k: int = 100, bits: int = 8,
+                     top_n: int | None = None, fast: bool = True, init: str = "kmeans++", niter: int = 25,
+                     seed: int = 0) -> "QuantizedClusteredEmbedding":
+        """Saec's clustering (:meth:`ClusteredEmbedding.from_float`), then the codebook quantized row-wise."""
+        saec = ClusteredEmbedding._from_weight(weight, counts=counts, k=k, top_n=top_n, fast=fast, init=init,
+                                               niter=niter, seed=seed)
+        table = cls(weight.shape[0], weight.shape[1], saec.k, bits)
+        table.codebook = QuantizedEmbedding.from_float(saec.codebook.detach(), bits=bits)
+        table.mask = saec.mask
+        table.fit_stats = saec.fit_stats
+        return table
+
+    @classmethod
+    def _size(cls, v: int, d: int, *, k: int, bits: int = 8, **_: Any) -> tuple[int, int]:
+        k = check_int("k", k, 1, v)
+        return 0, QuantizedEmbedding.footprint(k, d, bits=bits).nbytes + v * mask_dtype(k).itemsize
+
+    def config(self) -> dict[str, Any]:
+        return {"k": self.k, "bits": self.bits}
+
+    def embed(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.codebook.embed(self.mask[ids].long())
+
+    def extra_repr(self) -> str:
+        return f"{self.num_embeddings}, {self.embedding_dim}, k={self.k}, mask={self.mask.dtype}"

@@ -21,7 +21,7 @@ from numbers import Real
 from typing import Any, Callable, Mapping, Sequence
 
 from saec.errors import SaecError, SaecTypeError
-from saec.nn.clustered import ClusteredEmbedding
+from saec.nn.clustered import ClusteredEmbedding, QuantizedClusteredEmbedding
 from saec.nn.double_hashing import DoubleHashEmbedding
 from saec.nn.factorized import FactorizedEmbedding
 from saec.nn.full import FullEmbedding
@@ -31,6 +31,7 @@ from saec.nn.low_dim import LowDimEmbedding
 from saec.nn.memcom import MEmComEmbedding
 from saec.nn.mixed_dim import MixedDimEmbedding
 from saec.nn.qr import QREmbedding
+from saec.nn.quantized import QuantizedEmbedding
 from saec.nn.truncate import TruncateEmbedding
 from saec.nn.tt import TTEmbedding
 
@@ -104,6 +105,16 @@ METHODS: dict[str, Method] = {
     "full": Method(FullEmbedding, (), "uncompressed v x e table, the reference (no knob)"),
     "saec": Method(ClusteredEmbedding, (Knob("k", lambda v, d: range(1, v + 1)),),
                    "k-means codebook + per-feature mask (Saec, Wu et al.); a budget sets k", post_training=True),
+    "saec_int8": Method(QuantizedClusteredEmbedding, (Knob("k", lambda v, d: range(1, v + 1)),),
+                        "Saec with a row-wise int8 codebook; a budget sets k", fixed={"bits": 8}, post_training=True),
+    "fp16": Method(QuantizedEmbedding, (), "float16 copy of a trained table (MEmCom A.2)", fixed={"bits": 16},
+                   post_training=True),
+    "int8": Method(QuantizedEmbedding, (), "row-wise 8-bit codes + float32 scale and bias per row (torch's "
+                   "quantized embedding-bag layout)", fixed={"bits": 8}, post_training=True),
+    "int4": Method(QuantizedEmbedding, (), "row-wise 4-bit codes + float16 scale and bias per row (even dim)",
+                   fixed={"bits": 4}, post_training=True),
+    "int2": Method(QuantizedEmbedding, (), "row-wise 2-bit codes + float16 scale and bias per row (dim % 4 == 0)",
+                   fixed={"bits": 2}, post_training=True),
     "hashing": Method(HashEmbedding, (_BUCKETS,), "naive hashing, T[i mod m] (Weinberger et al.)"),
     "double_hashing": Method(DoubleHashEmbedding, (_BUCKETS,), "two universal hashes, concatenated (Zhang et al.)",
                              fixed={"num_frequent": 0}),
