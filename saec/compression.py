@@ -21,6 +21,7 @@ an output layer tied to an input table) is not compressed through that read.
 from __future__ import annotations
 
 import copy
+import inspect
 from dataclasses import asdict, dataclass, field
 from numbers import Real
 from typing import Any, Iterable, Mapping
@@ -33,8 +34,7 @@ from saec.cluster.saec import FieldCompression, FieldSize, SaecConfig
 from saec.errors import SaecError, SaecKeyError, SaecTypeError
 from saec.nn.bag import CompressedEmbeddingBag, PaddedEmbedding
 from saec.nn.base import CompressedEmbedding, check_counts
-from saec.nn.clustered import ClusteredEmbedding
-from saec.nn.registry import METHODS, POST_TRAINING, fit_hyperparameters, from_float
+from saec.nn.registry import METHODS, POST_TRAINING, fit_hyperparameters, footprint, from_float
 
 TABLE_TYPES = (nn.Embedding, nn.EmbeddingBag)
 """What :func:`compress` replaces."""
@@ -239,10 +239,10 @@ def compress(model: nn.Module, method: str = "saec", counts: Mapping[str, Any] |
             continue
         _check_module(path, module)
         try:
-            settings = fit_hyperparameters(method, rows, dim, counts=c, budget_bytes=budgets.get(path), **hyper)
-            k = settings.get("k", ClusteredEmbedding._from_weight.__kwdefaults__["k"]) if eligibility else None
-            if k is not None and k > rows:
-                raise SaecError(f"k={k} is larger than the table's {rows} rows")
+            settings = fit_hyperparameters(method, rows, dim, counts=c, budget_bytes=budgets.get(path),
+                                           **_with_default_knob(method, hyper, path in budgets))
+            footprint(method, rows, dim, **settings)  # checks the structure (e.g. int4's even dim) up front
+            k = settings["k"] if eligibility else None
         except SaecError as e:
             raise SaecError(f"table {path!r} ({rows} x {dim}): {e}") from None
         skipped = ""
@@ -269,6 +269,16 @@ def compress(model: nn.Module, method: str = "saec", counts: Mapping[str, Any] |
     # deepcopy's memo maps each replaced table to its replacement (at every place it is referenced), so the
     # big float tables are never copied and the original model is left as it was.
     return copy.deepcopy(model, dict(replacements)), CompressionReport(method, reports)
+
+
+def _with_default_knob(method: str, hyper: dict[str, Any], budgeted: bool) -> dict[str, Any]:
+    """``hyper`` with the method's size knob at its ``from_float`` default (Saec: k = 100) unless given or set
+    by a budget."""
+    spec = METHODS[method]
+    if budgeted or not spec.knobs or spec.knobs[0].name in hyper:
+        return hyper
+    knob = spec.knobs[0].name
+    return {knob: inspect.signature(spec.cls._from_weight).parameters[knob].default, **hyper}
 
 
 def _drop_in(table: CompressedEmbedding, module: nn.Module) -> nn.Module:

@@ -25,7 +25,7 @@ from saec.nn.clustered import ClusteredEmbedding, QuantizedClusteredEmbedding
 from saec.nn.double_hashing import DoubleHashEmbedding
 from saec.nn.factorized import FactorizedEmbedding
 from saec.nn.full import FullEmbedding
-from saec.nn.base import CompressedEmbedding, check_int
+from saec.nn.base import CompressedEmbedding, Footprint, check_int
 from saec.nn.hashing import HashEmbedding
 from saec.nn.low_dim import LowDimEmbedding
 from saec.nn.memcom import MEmComEmbedding
@@ -277,6 +277,13 @@ def fit_hyperparameters(method: str, num_embeddings: int, dim: int, *, counts: A
                      f"{num_embeddings} x {dim} table needs {smallest} {unit}")
 
 
+def footprint(method: str, num_embeddings: int, dim: int, **hyper: Any) -> Footprint:
+    """(parameters, bytes) of the ``method`` table these settings build, without building it (settings that
+    do not shape the table, such as Saec's ``top_n``, are ignored); raises as the constructor would."""
+    spec = _method(method)
+    return spec.cls.footprint(num_embeddings, dim, **_structural(spec, {**spec.fixed, **hyper}))
+
+
 def method_of(table: CompressedEmbedding) -> str:
     """The first :data:`METHODS` name whose class and pinned hyperparameters match ``table`` (double hashing
     without frequent rows is ``"double_hashing"``, with them ``"freq_double_hashing"``)."""
@@ -324,4 +331,4 @@ def _largest_fitting(size: Callable[[Any], int], values: Sequence[Any], budget: 
 
 
 __all__ = ["FROM_SCRATCH", "METHODS", "PAPER_VARIANTS", "POST_TRAINING", "Knob", "Method", "fit_for_class", "fit_hyperparameters",
-           "from_float", "make_embedding", "method_of"]
+           "footprint", "from_float", "make_embedding", "method_of"]
