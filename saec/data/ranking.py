@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 
 from saec.data.vocab import OOV_ID, Vocabulary
+from saec.errors import SaecError
 
 HISTORY_LEN = 128
 """Input length of §5 ("the input length is 128")."""
@@ -113,24 +114,24 @@ def build_ranking_task(users: np.ndarray, items: np.ndarray, times: np.ndarray, 
     for arg, value, lo in (("history_len", history_len, 1), ("examples_per_user", examples_per_user, 1),
                            ("min_count", min_count, 1), ("num_valid", num_valid, 0), ("num_test", num_test, 0)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < lo:
-            raise ValueError(f"{arg} must be an integer >= {lo}, got {value!r}")
+            raise SaecError(f"{arg} must be an integer >= {lo}, got {value!r}")
     cols = {"user": np.asarray(users), "item": np.asarray(items), "time": np.asarray(times)}
     for col, arr in cols.items():
         if arr.ndim != 1:
-            raise ValueError(f"{col}s must be 1-D, got shape {arr.shape}")
+            raise SaecError(f"{col}s must be 1-D, got shape {arr.shape}")
         if len(arr) != len(cols["user"]):
-            raise ValueError(f"users, items and times must have one entry per interaction, got lengths "
-                             f"{[len(a) for a in cols.values()]}")
+            raise SaecError(f"users, items and times must have one entry per interaction, got lengths "
+                            f"{[len(a) for a in cols.values()]}")
     log = pd.DataFrame(cols)
     if log.isna().any().any():
-        raise ValueError(f"missing values in column(s) {list(log.columns[log.isna().any()])}")
+        raise SaecError(f"missing values in column(s) {list(log.columns[log.isna().any()])}")
     log = log.sort_values(["user", "time"], kind="stable").reset_index(drop=True)
     from_end = log.groupby("user", sort=False).cumcount(ascending=False).to_numpy()
     role = np.where(from_end < num_test, 2, np.where(from_end < num_test + num_valid, 1, 0))  # 0 train 1 valid 2 test
 
     vocab = Vocabulary.from_values(log["item"].to_numpy()[role == 0], min_count=min_count)
     if len(vocab) == 0:
-        raise ValueError(f"no item has >= {min_count} interactions in the training parts; lower min_count")
+        raise SaecError(f"no item has >= {min_count} interactions in the training parts; lower min_count")
     ids = vocab.encode(log["item"].to_numpy())
     keep = ids != OOV_ID
     dropped = {"interactions of rare items": int((~keep).sum()),

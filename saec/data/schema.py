@@ -11,6 +11,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable
 
+from saec.errors import SaecError, SaecKeyError
+
 POOLINGS = ("mean", "sum")
 
 
@@ -38,17 +40,17 @@ class Field:
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
-            raise ValueError(f"field name must be a non-empty string, got {self.name!r}")
+            raise SaecError(f"field name must be a non-empty string, got {self.name!r}")
         if not isinstance(self.dim, int) or self.dim < 1:
-            raise ValueError(f"field {self.name!r}: dim must be a positive integer, got {self.dim!r}")
+            raise SaecError(f"field {self.name!r}: dim must be a positive integer, got {self.dim!r}")
         if self.pooling not in POOLINGS:
-            raise ValueError(f"field {self.name!r}: pooling must be one of {POOLINGS}, got {self.pooling!r}")
+            raise SaecError(f"field {self.name!r}: pooling must be one of {POOLINGS}, got {self.pooling!r}")
         if self.max_len < 1:
-            raise ValueError(f"field {self.name!r}: max_len must be >= 1, got {self.max_len}")
+            raise SaecError(f"field {self.name!r}: max_len must be >= 1, got {self.max_len}")
         if self.min_count < 1:
-            raise ValueError(f"field {self.name!r}: min_count must be >= 1, got {self.min_count}")
+            raise SaecError(f"field {self.name!r}: min_count must be >= 1, got {self.min_count}")
         if self.multi_valued and not self.sep:
-            raise ValueError(f"field {self.name!r}: a multi-valued field needs a non-empty sep")
+            raise SaecError(f"field {self.name!r}: a multi-valued field needs a non-empty sep")
 
 
 @dataclass(frozen=True)
@@ -63,13 +65,13 @@ class Schema:
     def __post_init__(self) -> None:
         object.__setattr__(self, "fields", tuple(self.fields))
         if not self.fields:
-            raise ValueError("a schema needs at least one field")
+            raise SaecError("a schema needs at least one field")
         names = [f.name for f in self.fields]
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
-            raise ValueError(f"duplicate field names in schema: {dup}")
+            raise SaecError(f"duplicate field names in schema: {dup}")
         if self.label in names:
-            raise ValueError(f"label column {self.label!r} is also listed as a field")
+            raise SaecError(f"label column {self.label!r} is also listed as a field")
 
     @property
     def names(self) -> list[str]:
@@ -80,7 +82,7 @@ class Schema:
         for f in self.fields:
             if f.name == name:
                 return f
-        raise KeyError(f"unknown field {name!r}; schema has {self.names}")
+        raise SaecKeyError(f"unknown field {name!r}; schema has {self.names}")
 
     def __iter__(self) -> Iterable[Field]:
         return iter(self.fields)
@@ -98,9 +100,9 @@ class Schema:
         try:
             fields = tuple(Field(**f) for f in d["fields"])
         except TypeError as e:
-            raise ValueError(f"bad field description in schema: {e}") from None
+            raise SaecError(f"bad field description in schema: {e}") from None
         except KeyError:
-            raise ValueError("schema description needs a 'fields' list") from None
+            raise SaecError("schema description needs a 'fields' list") from None
         return cls(fields=fields, label=d.get("label", "label"), time=d.get("time"))
 
     def to_json(self) -> str:

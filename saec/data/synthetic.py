@@ -53,6 +53,7 @@ from scipy.special import expit, ndtri
 from saec.data.dataset import CTRData
 from saec.data.schema import Field, Schema
 from saec.data.vocab import Vocabulary
+from saec.errors import SaecError
 from saec.train.metrics import auc, log_loss
 
 __all__ = [
@@ -145,14 +146,14 @@ class TraceConfig:
             v = getattr(self, name)
             if not _is_int(v) or v < lo or (hi is not None and v > hi):
                 rng = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
-                raise ValueError(f"TraceConfig.{name} must be an integer {rng}, got {v!r}")
+                raise SaecError(f"TraceConfig.{name} must be an integer {rng}, got {v!r}")
 
         def need_real(name: str, lo: float, hi: float, lo_open: bool = False, hi_open: bool = False) -> None:
             v = getattr(self, name)
             ok = _is_real(v) and (v > lo if lo_open else v >= lo) and (v < hi if hi_open else v <= hi)
             if not ok:
                 rng = f"{'(' if lo_open else '['}{lo}, {hi}{')' if hi_open else ']'}"
-                raise ValueError(f"TraceConfig.{name} must be a finite number in {rng}, got {v!r}")
+                raise SaecError(f"TraceConfig.{name} must be a finite number in {rng}, got {v!r}")
 
         need_int("n_fields", 1, (1 << (63 - _ID_BITS)) - 1)
         need_int("hours", 1)
@@ -164,7 +165,7 @@ class TraceConfig:
         need_real("growth", 1.0, 1e6)
         need_int("final_features", 1, 1 << _ID_BITS)
         if self.final_features < self.n_fields * math.ceil(self.growth):
-            raise ValueError(
+            raise SaecError(
                 f"TraceConfig.final_features must be >= n_fields * ceil(growth) = "
                 f"{self.n_fields * math.ceil(self.growth)} so every field starts with a feature, "
                 f"got {self.final_features}"
@@ -179,7 +180,7 @@ class TraceConfig:
         need_real("interaction_scale", 0.0, 20.0)
         d = self.dims
         if not (isinstance(d, (tuple, list)) and len(d) == 2 and all(_is_int(x) and x >= 1 for x in d)):
-            raise ValueError(f"TraceConfig.dims must be two positive integers (short, long), got {d!r}")
+            raise SaecError(f"TraceConfig.dims must be two positive integers (short, long), got {d!r}")
         object.__setattr__(self, "dims", (int(d[0]), int(d[1])))
 
     @classmethod
@@ -190,10 +191,10 @@ class TraceConfig:
         table over 240 hours and ``paper`` its full 1.24x10^8 features (Saec Table 1).
         """
         if name not in PRESETS:
-            raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+            raise SaecError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
         unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(cls)})
         if unknown:
-            raise ValueError(f"unknown TraceConfig parameters {unknown}")
+            raise SaecError(f"unknown TraceConfig parameters {unknown}")
         return cls(**{**PRESETS[name], **overrides})
 
 
@@ -456,16 +457,16 @@ class SyntheticTrace:
 
     def _check_hour(self, hour: int) -> int:
         if not _is_int(hour) or not 0 <= hour < self.config.hours:
-            raise ValueError(f"hour must be an integer in [0, {self.config.hours}), got {hour!r}")
+            raise SaecError(f"hour must be an integer in [0, {self.config.hours}), got {hour!r}")
         return int(hour)
 
     def _check_field(self, field: int | str) -> int:
         if isinstance(field, str):
             if field not in self.names:
-                raise ValueError(f"unknown field {field!r}; the trace has {self.names[0]} .. {self.names[-1]}")
+                raise SaecError(f"unknown field {field!r}; the trace has {self.names[0]} .. {self.names[-1]}")
             return self.names.index(field)
         if not _is_int(field) or not 0 <= field < self.config.n_fields:
-            raise ValueError(f"field must be a name or an index in [0, {self.config.n_fields}), got {field!r}")
+            raise SaecError(f"field must be a name or an index in [0, {self.config.n_fields}), got {field!r}")
         return int(field)
 
     def universe(self, hour: int) -> np.ndarray:
@@ -549,10 +550,10 @@ class SyntheticTrace:
         if isinstance(idx, dict):
             missing = [n for n in self.names if n not in idx]
             if missing:
-                raise ValueError(f"click_prob needs every field; missing {missing[:5]}")
+                raise SaecError(f"click_prob needs every field; missing {missing[:5]}")
             idx = [np.asarray(idx[n], dtype=np.int64) for n in self.names]
         if len(idx) != self.config.n_fields:
-            raise ValueError(f"click_prob needs {self.config.n_fields} fields, got {len(idx)}")
+            raise SaecError(f"click_prob needs {self.config.n_fields} fields, got {len(idx)}")
         return expit(self._logit(idx))
 
     # -- raw ids ---------------------------------------------------------------------------------
@@ -569,10 +570,10 @@ class SyntheticTrace:
         f = self._check_field(field)
         raw = np.asarray(raw, dtype=np.int64)
         if raw.size and raw.min() < 0:
-            raise ValueError("raw ids are non-negative")
+            raise SaecError("raw ids are non-negative")
         x = _unperm63(raw.astype(np.uint64).reshape(-1)) ^ np.uint64(self._raw_key[f])
         if raw.size and (x >> np.uint64(_ID_BITS) != np.uint64(f)).any():
-            raise ValueError(f"some raw ids are not features of field {self.names[f]!r}")
+            raise SaecError(f"some raw ids are not features of field {self.names[f]!r}")
         return (x & np.uint64((1 << _ID_BITS) - 1)).astype(np.int64).reshape(raw.shape)
 
     # -- segments --------------------------------------------------------------------------------
@@ -592,7 +593,7 @@ class SyntheticTrace:
         """Segments ``start .. stop-1`` (default: to the end), generated lazily."""
         stop = self.config.hours if stop is None else stop
         if not _is_int(start) or not _is_int(stop) or not 0 <= start <= stop <= self.config.hours:
-            raise ValueError(f"need 0 <= start <= stop <= {self.config.hours}, got start={start!r}, stop={stop!r}")
+            raise SaecError(f"need 0 <= start <= stop <= {self.config.hours}, got start={start!r}, stop={stop!r}")
         for h in range(start, stop):
             yield self.segment(h)
 
@@ -619,7 +620,7 @@ class SyntheticTrace:
         if out is None:
             out = np.empty(size, dtype=np.int64)
         elif out.shape != (size,) or out.dtype != np.int64:
-            raise ValueError(f"out must be int64 of shape ({size},), got {out.dtype} {out.shape}")
+            raise SaecError(f"out must be int64 of shape ({size},), got {out.dtype} {out.shape}")
         for a in range(0, size, _CHUNK):
             j = np.arange(a, min(a + _CHUNK, size), dtype=np.int64)
             b = np.searchsorted(stop, j, side="right")  # birth hour: first t with U(t) > j
@@ -649,14 +650,14 @@ class SyntheticTrace:
         """
         f = self._check_field(field)
         if not _is_real(noise) or noise < 0:
-            raise ValueError(f"noise must be a finite number >= 0, got {noise!r}")
+            raise SaecError(f"noise must be a finite number >= 0, got {noise!r}")
         if not (_is_int(start) and _is_int(stop) and 0 <= start <= stop < 1 << _ID_BITS):
-            raise ValueError(f"need 0 <= start <= stop, got start={start!r}, stop={stop!r}")
+            raise SaecError(f"need 0 <= start <= stop, got start={start!r}, stop={stop!r}")
         dim = int(self._dims[f])
         if out is None:
             out = np.empty((stop - start, dim), dtype=np.float32)
         elif out.shape != (stop - start, dim) or out.dtype != np.float32:
-            raise ValueError(f"out must be float32 of shape ({stop - start}, {dim}), got {out.dtype} {out.shape}")
+            raise SaecError(f"out must be float32 of shape ({stop - start}, {dim}), got {out.dtype} {out.shape}")
         cent = self.centroids(f)
         sd = np.float32(noise * _VECTOR_SCALE)
         for blk in range(start // _VEC_BLOCK, -(-stop // _VEC_BLOCK)):
@@ -700,7 +701,7 @@ def encode_segment(seg: Segment, vocabs: dict[str, Vocabulary], grow: bool = Fal
     """
     missing = [name for name in seg.raw if name not in vocabs]
     if missing and not grow:
-        raise ValueError(f"no vocabulary for fields {missing[:5]}{' ...' if len(missing) > 5 else ''}")
+        raise SaecError(f"no vocabulary for fields {missing[:5]}{' ...' if len(missing) > 5 else ''}")
     ids = {}
     for name, raw in seg.raw.items():
         if grow:

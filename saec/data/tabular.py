@@ -32,6 +32,7 @@ from saec.data.schema import Field, Schema
 from saec.data.dataset import is_list_column
 from saec.data.task import SPLITS, CTRTask, build_task
 from saec.data.vocab import Vocabulary
+from saec.errors import SaecError, SaecFileNotFoundError
 
 SUFFIXES = {".csv": ",", ".tsv": "\t", ".parquet": None, ".pq": None}
 
@@ -59,7 +60,7 @@ def parse_fields(names: list[str], dim: int = 16, multi: dict[str, str] | None =
     multi, dims = multi or {}, dims or {}
     unknown = sorted((set(multi) | set(dims)) - set(names))
     if unknown:
-        raise ValueError(f"options given for {unknown}, which are not among the fields {names}")
+        raise SaecError(f"options given for {unknown}, which are not among the fields {names}")
     return [Field(n, dims.get(n, dim), multi_valued=n in multi, sep=multi.get(n, " "), min_count=min_count)
             for n in names]
 
@@ -70,28 +71,30 @@ def load_spec(config: str | Path) -> TableSpec:
     try:
         doc = tomllib.loads(config.read_text())
     except FileNotFoundError:
-        raise FileNotFoundError(f"no config file at {config}") from None
+        raise SaecFileNotFoundError(f"no config file at {config}") from None
     except tomllib.TOMLDecodeError as e:
-        raise ValueError(f"{config}: not valid TOML: {e}") from None
+        raise SaecError(f"{config}: not valid TOML: {e}") from None
     data = doc.get("data")
     if not isinstance(data, dict) or "path" not in data or "label" not in data:
-        raise ValueError(f"{config}: needs a [data] section with at least 'path' and 'label'")
+        raise SaecError(f"{config}: needs a [data] section with at least 'path' and 'label'")
     raw_fields = doc.get("fields")
     if not isinstance(raw_fields, list) or not raw_fields:
-        raise ValueError(f"{config}: needs at least one [[fields]] entry with a 'name'")
-    default_dim = int(data.get("dim", 16))
+        raise SaecError(f"{config}: needs at least one [[fields]] entry with a 'name'")
+    default_dim = data.get("dim", 16)
+    if isinstance(default_dim, bool) or not isinstance(default_dim, int) or default_dim < 1:
+        raise SaecError(f"{config}: [data] dim must be a positive integer, got {default_dim!r}")
     fields = []
     for i, f in enumerate(raw_fields):
         if "name" not in f:
-            raise ValueError(f"{config}: [[fields]] entry {i + 1} has no 'name'")
+            raise SaecError(f"{config}: [[fields]] entry {i + 1} has no 'name'")
         try:
             fields.append(Field(**{"dim": default_dim, **f}))
         except TypeError as e:
-            raise ValueError(f"{config}: field {f['name']!r}: {e}") from None
+            raise SaecError(f"{config}: field {f['name']!r}: {e}") from None
     known = {"path", "label", "time", "label_threshold", "splits", "dim"}
     unknown = sorted(set(data) - known)
     if unknown:
-        raise ValueError(f"{config}: unknown keys {unknown} in [data]; known keys are {sorted(known)}")
+        raise SaecError(f"{config}: unknown keys {unknown} in [data]; known keys are {sorted(known)}")
     path = Path(data["path"])
     return TableSpec(
         path=path if path.is_absolute() else config.parent / path, label=data["label"], fields=fields,
@@ -104,18 +107,18 @@ def read_table(path: str | Path, columns: list[str] | None = None) -> pd.DataFra
     """A CSV/TSV/Parquet file as a DataFrame; categorical columns are read as text."""
     path = Path(path)
     if path.suffix.lower() not in SUFFIXES:
-        raise ValueError(f"{path}: unsupported file type {path.suffix!r}; use one of {sorted(SUFFIXES)}")
+        raise SaecError(f"{path}: unsupported file type {path.suffix!r}; use one of {sorted(SUFFIXES)}")
     if not path.is_file():
-        raise FileNotFoundError(f"no data file at {path}")
+        raise SaecFileNotFoundError(f"no data file at {path}")
     sep = SUFFIXES[path.suffix.lower()]
     if sep is None and columns is not None:  # name missing columns from the footer, before reading any data
         try:
             present = pq.read_schema(path).names
         except Exception as e:
-            raise ValueError(f"{path}: could not read the file ({type(e).__name__}: {e})") from None
+            raise SaecError(f"{path}: could not read the file ({type(e).__name__}: {e})") from None
         missing = [c for c in columns if c not in present]
         if missing:
-            raise ValueError(f"{path}: columns {missing} not found; it has {present}")
+            raise SaecError(f"{path}: columns {missing} not found; it has {present}")
     try:
         if sep is None:
             frame = pd.read_parquet(path, columns=columns)
@@ -123,7 +126,7 @@ def read_table(path: str | Path, columns: list[str] | None = None) -> pd.DataFra
             frame = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, na_values=[""],
                                 usecols=columns)
     except Exception as e:  # a damaged file or missing columns: say which file and why
-        raise ValueError(f"{path}: could not read the file ({type(e).__name__}: {e})") from None
+        raise SaecError(f"{path}: could not read the file ({type(e).__name__}: {e})") from None
     return frame
 
 
@@ -139,8 +142,8 @@ def tabular_ctr(spec: TableSpec, vocabs: dict[str, Vocabulary] | None = None) ->
     if spec.label_threshold is not None:
         y = pd.to_numeric(frame[spec.label], errors="coerce")
         if y.isna().any():
-            raise ValueError(f"{spec.path}: label column {spec.label!r} has non-numeric values "
-                             f"(first at row {int(y.isna().to_numpy().argmax())})")
+            raise SaecError(f"{spec.path}: label column {spec.label!r} has non-numeric values "
+                            f"(first at row {int(y.isna().to_numpy().argmax())})")
         frame[spec.label] = (y >= spec.label_threshold).astype("int8")
     elif frame[spec.label].dtype == bool:
         frame[spec.label] = frame[spec.label].astype("int8")
@@ -159,6 +162,6 @@ def _time_values(col: pd.Series, spec: TableSpec) -> pd.Series:
     parsed = pd.to_datetime(col, errors="coerce")
     if parsed.isna().any():
         row = int(parsed.isna().to_numpy().argmax())
-        raise ValueError(f"{spec.path}: time column {spec.time!r} row {row} holds {col.iloc[row]!r}, "
-                         "neither a number nor a date")
+        raise SaecError(f"{spec.path}: time column {spec.time!r} row {row} holds {col.iloc[row]!r}, "
+                        "neither a number nor a date")
     return parsed

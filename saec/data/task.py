@@ -10,6 +10,7 @@ import pandas as pd
 from saec.data.dataset import CTRData, encode_frame, fit_vocabs
 from saec.data.schema import Schema
 from saec.data.vocab import OOV_ID, Vocabulary
+from saec.errors import SaecError
 
 SPLITS = (0.8, 0.1, 0.1)
 
@@ -53,10 +54,10 @@ def split_by_time(frame: pd.DataFrame, time: str | None, fractions: tuple[float,
     row order stands for time.
     """
     if len(fractions) != 3 or any(f < 0 for f in fractions) or not np.isclose(sum(fractions), 1.0):
-        raise ValueError(f"split fractions must be three non-negative numbers summing to 1, got {fractions}")
+        raise SaecError(f"split fractions must be three non-negative numbers summing to 1, got {fractions}")
     if time is not None:
         if time not in frame.columns:
-            raise ValueError(f"time column {time!r} not in the data; it has {list(frame.columns)}")
+            raise SaecError(f"time column {time!r} not in the data; it has {list(frame.columns)}")
         frame = frame.sort_values(time, kind="stable")
     n = len(frame)
     a = int(round(n * fractions[0]))
@@ -71,10 +72,10 @@ def build_task(name: str, frame: pd.DataFrame, schema: Schema,
     a saved model's), and encode all three splits."""
     train, valid, test = split_by_time(frame, schema.time, fractions)
     if len(train) == 0:
-        raise ValueError(f"{name}: the training split is empty ({len(frame)} rows, fractions {fractions})")
+        raise SaecError(f"{name}: the training split is empty ({len(frame)} rows, fractions {fractions})")
     vocabs = vocabs if vocabs is not None else fit_vocabs(train, schema)
     empty = [f for f, v in vocabs.items() if len(v) == 0]
     if empty:
-        raise ValueError(f"{name}: fields {empty} have no value in the training split "
-                         f"(raise their min_count or check the column)")
+        raise SaecError(f"{name}: fields {empty} have no value in the training split "
+                        f"(raise their min_count or check the column)")
     return CTRTask(name, schema, vocabs, *(encode_frame(part, schema, vocabs) for part in (train, valid, test)))

@@ -16,6 +16,8 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
+from saec.errors import SaecError, SaecIndexError
+
 OOV_ID = -1
 """Id of a value the vocabulary does not hold (unseen, or rarer than ``min_count``)."""
 PAD_ID = -2
@@ -32,7 +34,7 @@ class Vocabulary:
 
     def __init__(self, min_count: int = 1) -> None:
         if not isinstance(min_count, (int, np.integer)) or min_count < 1:
-            raise ValueError(f"min_count must be an integer >= 1, got {min_count!r}")
+            raise SaecError(f"min_count must be an integer >= 1, got {min_count!r}")
         self.min_count = int(min_count)
         self._index = pd.Index([])
         self._counts = np.zeros(0, dtype=np.int64)
@@ -86,7 +88,7 @@ class Vocabulary:
         ids = np.asarray(ids, dtype=np.int64)
         bad = (ids < OOV_ID) | (ids >= len(self))
         if bad.any():
-            raise IndexError(f"ids out of range for a vocabulary of {len(self)}: {ids[bad][:5].tolist()}")
+            raise SaecIndexError(f"ids out of range for a vocabulary of {len(self)}: {ids[bad][:5].tolist()}")
         return [None if i == OOV_ID else self._index[i] for i in ids]
 
     @property
@@ -125,10 +127,10 @@ class Vocabulary:
         """Inverse of :meth:`to_dict`."""
         vocab = cls(min_count=d["min_count"])
         if len(d["values"]) != len(d["counts"]):
-            raise ValueError(f"corrupted vocabulary: {len(d['values'])} values but {len(d['counts'])} counts")
+            raise SaecError(f"corrupted vocabulary: {len(d['values'])} values but {len(d['counts'])} counts")
         vocab._index = pd.Index(d["values"])
         if not vocab._index.is_unique:
-            raise ValueError("corrupted vocabulary: repeated values")
+            raise SaecError("corrupted vocabulary: repeated values")
         vocab._counts = np.asarray(d["counts"], dtype=np.int64)
         vocab._pending = {v: int(c) for v, c in d.get("pending", [])}
         return vocab

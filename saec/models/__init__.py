@@ -11,6 +11,7 @@ from torch import nn
 
 from saec.data.schema import Schema
 from saec.data.vocab import Vocabulary
+from saec.errors import SaecError
 from saec.models.deepfm import DeepFM
 from saec.models.dssm import DSSM
 from saec.models.ranking import PointwiseRanker, RankNet
@@ -42,15 +43,19 @@ def build_model(
 ) -> nn.Module:
     """A freshly initialised CTR model (``"dssm"`` or ``"deepfm"``), seeded for reproducibility.
 
+    The model is drawn from torch's global generator seeded with ``seed`` (the stream every committed
+    result was made with), inside ``torch.random.fork_rng``: the caller's random state is left as it was.
+
     ``tables``: ready-made tables for some fields (see :class:`~saec.nn.collection.EmbeddingCollection`);
     not part of :attr:`config`. Skipping a field's full table changes the random stream the rest of the
     model is initialised from, which is harmless when weights are loaded afterwards (as :func:`saec.io.load_model` does).
     """
     if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; choose one of {sorted(MODELS)}")
-    torch.manual_seed(seed)
-    emb = EmbeddingCollection(schema, num_embeddings, sparse=sparse, init_std=init_std, tables=tables)
-    model = MODELS[name](emb, hidden=tuple(hidden), dropout=dropout)
+        raise SaecError(f"unknown model {name!r}; choose one of {sorted(MODELS)}")
+    with torch.random.fork_rng(devices=[]):  # tables and layers are built on the CPU: its generator only
+        torch.default_generator.manual_seed(seed)
+        emb = EmbeddingCollection(schema, num_embeddings, sparse=sparse, init_std=init_std, tables=tables)
+        model = MODELS[name](emb, hidden=tuple(hidden), dropout=dropout)
     model.config = {  # enough to rebuild the same architecture when loading
         "name": name, "num_embeddings": dict(num_embeddings), "hidden": list(hidden), "dropout": dropout,
         "seed": seed, "init_std": init_std, "sparse": sparse,
@@ -62,9 +67,9 @@ def large_fields(schema: Schema, vocabs: Mapping[str, Vocabulary], min_rows: int
     """Fields (schema order) with at least ``min_rows`` features: those :func:`build_compressed_model` compresses."""
     missing = [n for n in schema.names if n not in vocabs]
     if missing:
-        raise ValueError(f"no vocabulary for fields {missing}")
+        raise SaecError(f"no vocabulary for fields {missing}")
     if isinstance(min_rows, bool) or not isinstance(min_rows, int) or min_rows < 1:
-        raise ValueError(f"min_rows must be a positive integer, got {min_rows!r}")
+        raise SaecError(f"min_rows must be a positive integer, got {min_rows!r}")
     return [n for n in schema.names if len(vocabs[n]) >= min_rows]
 
 
@@ -97,9 +102,9 @@ def build_compressed_model(
     """
     fields = large_fields(schema, vocabs, min_rows)
     if isinstance(ratio, bool) or not isinstance(ratio, Real) or not 1 <= ratio < math.inf:
-        raise ValueError(f"ratio must be a number >= 1, got {ratio!r}")
+        raise SaecError(f"ratio must be a number >= 1, got {ratio!r}")
     if budget not in ("params", "bytes"):
-        raise ValueError(f"budget must be 'params' or 'bytes', got {budget!r}")
+        raise SaecError(f"budget must be 'params' or 'bytes', got {budget!r}")
     model = build_model(name, schema, {n: len(vocabs[n]) for n in schema.names}, **model_kwargs)
     cfg = model.config
     for name_ in fields:
@@ -111,7 +116,7 @@ def build_compressed_model(
                                    init_std=cfg["init_std"], sparse=cfg["sparse"],
                                    **{f"budget_{budget}": math.floor(size / ratio)}, **(hyper or {}))
         except ValueError as e:
-            raise ValueError(f"field {name_!r} ({v} x {dim}): {e}") from None
+            raise SaecError(f"field {name_!r} ({v} x {dim}): {e}") from None
         model.embeddings.replace(name_, table)
     return model
 

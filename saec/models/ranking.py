@@ -23,13 +23,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from saec.errors import SaecError, SaecTypeError
+
 
 def _table_shape(embedding: nn.Module) -> tuple[int, int]:
     try:
         return int(embedding.num_embeddings), int(embedding.embedding_dim)
     except AttributeError as exc:
-        raise TypeError(f"embedding must be nn.Embedding-like (num_embeddings, embedding_dim), got "
-                        f"{type(embedding).__name__}") from exc
+        raise SaecTypeError(f"embedding must be nn.Embedding-like (num_embeddings, embedding_dim), got "
+                            f"{type(embedding).__name__}") from exc
 
 
 class PointwiseRanker(nn.Module):
@@ -46,11 +48,11 @@ class PointwiseRanker(nn.Module):
     def __init__(self, embedding: nn.Module, num_items: int, seed: int = 0) -> None:
         super().__init__()
         if isinstance(num_items, bool) or not isinstance(num_items, int) or num_items < 1:
-            raise ValueError(f"num_items must be an integer >= 1, got {num_items!r}")
+            raise SaecError(f"num_items must be an integer >= 1, got {num_items!r}")
         rows, dim = _table_shape(embedding)
         if rows != num_items + 1:
-            raise ValueError(f"the input table must have num_items + 1 = {num_items + 1} rows (the last one "
-                             f"pads), got {rows}")
+            raise SaecError(f"the input table must have num_items + 1 = {num_items + 1} rows (the last one "
+                            f"pads), got {rows}")
         self.num_items, self.pad_id = num_items, num_items
         self.embedding = embedding
         self.output = nn.Linear(dim, num_items)
@@ -63,8 +65,8 @@ class PointwiseRanker(nn.Module):
     def user_vector(self, history: torch.Tensor) -> torch.Tensor:
         """(B, e) mean of the embeddings of each row's non-pad items (zeros for an all-pad row)."""
         if history.dim() != 2 or history.dtype != torch.int64:
-            raise ValueError(f"history must be a (batch, length) int64 tensor, got {tuple(history.shape)} "
-                             f"{history.dtype}")
+            raise SaecError(f"history must be a (batch, length) int64 tensor, got {tuple(history.shape)} "
+                            f"{history.dtype}")
         # embed each distinct id once: a batch of 256 x 128 ids holds at most num_items + 1 distinct ones,
         # which matters for tables that compute their rows (TT, factorized, mixed dimensions)
         distinct, inverse = torch.unique(history, return_inverse=True)
@@ -90,8 +92,8 @@ class RankNet(PointwiseRanker):
     def item_scores(self, history: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """Scores of ``items`` (B,) or (B, K) for each row's history."""
         if items.dtype != torch.int64 or items.dim() not in (1, 2) or items.shape[0] != history.shape[0]:
-            raise ValueError(f"items must be an int64 tensor of shape (batch,) or (batch, K) with batch = "
-                             f"{history.shape[0]}, got {tuple(items.shape)} {items.dtype}")
+            raise SaecError(f"items must be an int64 tensor of shape (batch,) or (batch, K) with batch = "
+                            f"{history.shape[0]}, got {tuple(items.shape)} {items.dtype}")
         u = self.user_vector(history)
         flat = items.reshape(len(items), -1)
         s = torch.einsum("be,bke->bk", u, F.embedding(flat, self.output.weight)) + self.output.bias[flat]
@@ -101,8 +103,8 @@ class RankNet(PointwiseRanker):
                 ) -> tuple[torch.Tensor, torch.Tensor]:
         """Scores of ``first`` and ``second`` (each (B,) or (B, K))."""
         if first.shape != second.shape:
-            raise ValueError(f"first and second must have the same shape, got {tuple(first.shape)} and "
-                             f"{tuple(second.shape)}")
+            raise SaecError(f"first and second must have the same shape, got {tuple(first.shape)} and "
+                            f"{tuple(second.shape)}")
         both = self.item_scores(history, torch.stack([first, second], dim=-1).reshape(len(first), -1))
         both = both.reshape(*first.shape, 2)
         return both[..., 0], both[..., 1]
@@ -115,7 +117,7 @@ def ranknet_loss(s_first: torch.Tensor, s_second: torch.Tensor) -> torch.Tensor:
     """RankNet's cross-entropy for pairs whose first item should rank higher (target probability 1):
     mean of ``-log sigmoid(s_first - s_second)``."""
     if s_first.shape != s_second.shape:
-        raise ValueError(f"score shapes differ: {tuple(s_first.shape)} vs {tuple(s_second.shape)}")
+        raise SaecError(f"score shapes differ: {tuple(s_first.shape)} vs {tuple(s_second.shape)}")
     diff = s_first - s_second
     return F.binary_cross_entropy_with_logits(diff, torch.ones_like(diff))
 

@@ -22,13 +22,20 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from saec.data.dataset import CTRData
+from saec.errors import SaecError
 from saec.train.metrics import auc, log_loss
 
 OPTIMIZERS = ("adagrad", "adam", "sgd")
 
-# Sparse embedding gradients are built by torch itself and are valid by construction; say so explicitly,
-# which also silences torch's warning that the (costly) invariant checks are off.
-torch.sparse.check_sparse_tensor_invariants.disable()
+
+def sparse_checks_off() -> torch.sparse.check_sparse_tensor_invariants:
+    """A context that turns torch's sparse tensor invariant checks off and restores the caller's setting.
+
+    The sparse embedding gradients saec steps are built by torch itself (or by saec's own backward
+    passes) and are valid by construction; saying so explicitly also silences torch's warning that the
+    (costly) checks are implicitly off. Only saec's own training steps run inside it.
+    """
+    return torch.sparse.check_sparse_tensor_invariants(enable=False)
 
 
 @dataclass
@@ -49,12 +56,12 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+            raise SaecError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
         if not self.lr > 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
+            raise SaecError(f"lr must be > 0, got {self.lr}")
         for name in ("batch_size", "epochs", "patience"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+                raise SaecError(f"{name} must be >= 1, got {getattr(self, name)}")
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -66,7 +73,7 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
         return torch.optim.SGD(params, lr=cfg.lr)
     sparse = [p for m in model.modules() if getattr(m, "sparse", False) for p in m.parameters(recurse=False)]
     if sparse:
-        raise ValueError("adam cannot take sparse gradients; build the model with sparse=False")
+        raise SaecError("adam cannot take sparse gradients; build the model with sparse=False")
     return torch.optim.Adam(params, lr=cfg.lr)
 
 
@@ -85,14 +92,15 @@ def train_epoch(
     total, seen = 0.0, 0
     start = time.perf_counter()
     n_batches = -(-len(data) // batch_size)
-    for ids, y in tqdm(data.batches(batch_size, shuffle=True, seed=seed), total=n_batches, desc=desc,
-                       disable=not progress, leave=False, mininterval=1.0):
-        optimizer.zero_grad(set_to_none=True)
-        loss = loss_fn(model(ids), y)
-        loss.backward()
-        optimizer.step()
-        total += loss.item() * len(y)
-        seen += len(y)
+    with sparse_checks_off():
+        for ids, y in tqdm(data.batches(batch_size, shuffle=True, seed=seed), total=n_batches, desc=desc,
+                           disable=not progress, leave=False, mininterval=1.0):
+            optimizer.zero_grad(set_to_none=True)
+            loss = loss_fn(model(ids), y)
+            loss.backward()
+            optimizer.step()
+            total += loss.item() * len(y)
+            seen += len(y)
     seconds = time.perf_counter() - start
     return {"loss": total / max(seen, 1), "seconds": seconds, "samples_per_s": seen / max(seconds, 1e-9)}
 

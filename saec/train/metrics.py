@@ -5,16 +5,18 @@ from __future__ import annotations
 import numpy as np
 from scipy.stats import rankdata
 
+from saec.errors import SaecError
+
 
 def _as_binary(y_true: np.ndarray, y_score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     y = np.asarray(y_true, dtype=np.float64).ravel()
     p = np.asarray(y_score, dtype=np.float64).ravel()
     if y.shape != p.shape:
-        raise ValueError(f"labels ({y.shape[0]}) and scores ({p.shape[0]}) differ in length")
+        raise SaecError(f"labels ({y.shape[0]}) and scores ({p.shape[0]}) differ in length")
     if not np.isin(y, (0.0, 1.0)).all():
-        raise ValueError("labels must be 0 or 1")
+        raise SaecError("labels must be 0 or 1")
     if not np.isfinite(p).all():
-        raise ValueError("scores contain NaN or infinity")
+        raise SaecError("scores contain NaN or infinity")
     return y, p
 
 
@@ -24,7 +26,7 @@ def auc(y_true: np.ndarray, y_score: np.ndarray) -> float:
     n_pos = y.sum()
     n_neg = len(y) - n_pos
     if n_pos == 0 or n_neg == 0:
-        raise ValueError("AUC needs both positive and negative labels")
+        raise SaecError("AUC needs both positive and negative labels")
     ranks = rankdata(p)  # average ranks for ties
     return float((ranks[y == 1].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
@@ -38,7 +40,7 @@ def log_loss(y_true: np.ndarray, y_prob: np.ndarray, eps: float | None = None) -
     eps = np.finfo(arr.dtype if np.issubdtype(arr.dtype, np.floating) else np.float64).eps if eps is None else eps
     y, p = _as_binary(y_true, y_prob)
     if ((p < 0) | (p > 1)).any():
-        raise ValueError("probabilities must lie in [0, 1]")
+        raise SaecError("probabilities must lie in [0, 1]")
     p = np.clip(p, eps, 1 - eps)
     return float(-np.mean(y * np.log(p) + (1 - y) * np.log1p(-p)))
 
@@ -52,9 +54,9 @@ def ndcg_at_k(relevance: np.ndarray, scores: np.ndarray, k: int) -> float:
     rel = np.atleast_2d(np.asarray(relevance, dtype=np.float64))
     s = np.atleast_2d(np.asarray(scores, dtype=np.float64))
     if rel.shape != s.shape:
-        raise ValueError(f"relevance {rel.shape} and scores {s.shape} differ in shape")
+        raise SaecError(f"relevance {rel.shape} and scores {s.shape} differ in shape")
     if k < 1:
-        raise ValueError(f"k must be >= 1, got {k}")
+        raise SaecError(f"k must be >= 1, got {k}")
     k = min(k, s.shape[1])
     discount = 1.0 / np.log2(np.arange(k) + 2.0)
     top = np.argsort(-s, axis=1, kind="stable")[:, :k]

@@ -25,8 +25,9 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from saec.data.ranking import RankingSplit
+from saec.errors import SaecError, SaecTypeError
 from saec.models.ranking import PointwiseRanker, RankNet, ranknet_loss
-from saec.train.loop import History, TrainConfig, early_stopping, make_optimizer
+from saec.train.loop import History, TrainConfig, early_stopping, make_optimizer, sparse_checks_off
 from saec.train.metrics import ndcg_from_rank
 
 LOSSES = ("softmax", "ranknet")
@@ -52,9 +53,9 @@ class RankingConfig(TrainConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.loss not in LOSSES:
-            raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
+            raise SaecError(f"loss must be one of {LOSSES}, got {self.loss!r}")
         if self.negatives < 1 or self.k < 1:
-            raise ValueError(f"negatives and k must be >= 1, got {self.negatives} and {self.k}")
+            raise SaecError(f"negatives and k must be >= 1, got {self.negatives} and {self.k}")
 
 
 def _tensors(split: RankingSplit) -> tuple[torch.Tensor, torch.Tensor]:
@@ -64,7 +65,7 @@ def _tensors(split: RankingSplit) -> tuple[torch.Tensor, torch.Tensor]:
 def sample_negatives(labels: torch.Tensor, num_items: int, negatives: int, gen: torch.Generator) -> torch.Tensor:
     """(B, negatives) items drawn uniformly from the ``num_items - 1`` items other than each row's label."""
     if num_items < 2:
-        raise ValueError("pairs need at least 2 items")
+        raise SaecError("pairs need at least 2 items")
     shift = torch.randint(1, num_items, (len(labels), negatives), generator=gen)
     return (labels.unsqueeze(1) + shift) % num_items
 
@@ -73,23 +74,25 @@ def train_epoch(model: PointwiseRanker, split: RankingSplit, optimizer: torch.op
                 cfg: RankingConfig, seed: int, desc: str = "train") -> dict[str, float]:
     """One shuffled pass; returns the mean loss and the seconds it took."""
     if cfg.loss == "ranknet" and not isinstance(model, RankNet):
-        raise TypeError("loss='ranknet' needs a RankNet model")
+        raise SaecTypeError("loss='ranknet' needs a RankNet model")
     model.train()
     history, labels = _tensors(split)
     gen = torch.Generator().manual_seed(seed)
     order = torch.randperm(len(labels), generator=gen)
     total, start = 0.0, time.perf_counter()
-    for batch in tqdm(order.split(cfg.batch_size), desc=desc, disable=not cfg.progress, leave=False, mininterval=1.0):
-        h, y = history[batch], labels[batch]
-        optimizer.zero_grad(set_to_none=True)
-        if cfg.loss == "softmax":
-            loss = F.cross_entropy(model(h), y)
-        else:
-            neg = sample_negatives(y, model.num_items, cfg.negatives, gen)
-            loss = ranknet_loss(*model(h, y.unsqueeze(1).expand_as(neg).contiguous(), neg))
-        loss.backward()
-        optimizer.step()
-        total += loss.item() * len(batch)
+    with sparse_checks_off():
+        for batch in tqdm(order.split(cfg.batch_size), desc=desc, disable=not cfg.progress, leave=False,
+                          mininterval=1.0):
+            h, y = history[batch], labels[batch]
+            optimizer.zero_grad(set_to_none=True)
+            if cfg.loss == "softmax":
+                loss = F.cross_entropy(model(h), y)
+            else:
+                neg = sample_negatives(y, model.num_items, cfg.negatives, gen)
+                loss = ranknet_loss(*model(h, y.unsqueeze(1).expand_as(neg).contiguous(), neg))
+            loss.backward()
+            optimizer.step()
+            total += loss.item() * len(batch)
     return {"loss": total / max(len(labels), 1), "seconds": time.perf_counter() - start}
 
 

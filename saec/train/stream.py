@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 from saec.data.dataset import CTRData
 from saec.data.synthetic import SyntheticTrace, encode_segment
 from saec.data.vocab import Vocabulary
+from saec.errors import SaecError
 from saec.models import build_model
 from saec.train.loop import TrainConfig, evaluate, make_optimizer, train_epoch
 
@@ -69,7 +70,7 @@ class StreamingRun:
         trace, cfg = self.trace, self.cfg
         hours = trace.config.hours if hours is None else hours
         if not 2 <= hours <= trace.config.hours:
-            raise ValueError(f"hours must be in [2, {trace.config.hours}] (one to train, the next to test), got {hours}")
+            raise SaecError(f"hours must be in [2, {trace.config.hours}] (one to train, the next to test), got {hours}")
         for h in tqdm(range(hours - 1), desc="hours", disable=not cfg.progress):
             self.train_data = train = encode_segment(trace.segment(h), self.vocabs, grow=True,
                                                             min_count=self.min_count)
