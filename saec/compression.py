@@ -21,10 +21,11 @@ an output layer tied to an input table) is not compressed through that read.
 from __future__ import annotations
 
 import copy
+import fnmatch
 import inspect
 from dataclasses import asdict, dataclass, field
 from numbers import Real
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -335,6 +336,89 @@ def count_ids(model: nn.Module, batches: Iterable[Any]) -> dict[str, np.ndarray]
     return counts
 
 
+# -- a saved state_dict: the tables are named by the user ---------------------------------------
+STATE_DICT_FORMAT = "saec-compressed-state-dict"
+STATE_DICT_VERSION = 1
+
+
+def table_keys(state: Mapping[str, torch.Tensor], names: Sequence[str]) -> list[str]:
+    """The keys of ``state`` that match one of the glob ``names`` (e.g. ``"emb.*.weight"``); each must be a
+    2-D float tensor (an embedding table's weight)."""
+    if isinstance(names, str):
+        names = [names]
+    keys = [k for k in state if any(fnmatch.fnmatchcase(k, pattern) for pattern in names)]
+    if not keys:
+        raise SaecKeyError(f"no key of the state_dict matches {list(names)}; its keys are {list(state)[:20]}")
+    for k in keys:
+        t = state[k]
+        if not isinstance(t, torch.Tensor) or t.dim() != 2 or not t.is_floating_point():
+            raise SaecError(f"state_dict key {k!r} matches {list(names)} but is not an embedding table's weight "
+                            f"(a 2-D float tensor): got {getattr(t, 'dtype', type(t).__name__)} of shape "
+                            f"{tuple(getattr(t, 'shape', ()))}")
+    return keys
+
+
+def compress_state_dict(state: Mapping[str, torch.Tensor], names: Sequence[str], method: str = "saec",
+                        min_rows: int = 1, **kwargs: Any) -> tuple[dict[str, Any], CompressionReport]:
+    """:func:`compress` on the tables of a saved ``state_dict`` (``torch.save(model.state_dict())``), named by
+    the glob patterns ``names``: each matching ``PATH.weight`` is taken as an ``nn.Embedding`` at ``PATH``.
+
+    Returns a record (plain data and tensors, loadable with ``weights_only=True``): ``state_dict`` holds the
+    other entries unchanged and each table's compressed entries under its path (``PATH.codebook``,
+    ``PATH.mask`` for Saec: what ``saec.compress(model).state_dict()`` holds for an ``nn.Embedding`` model),
+    and ``tables`` what :func:`load_tables` rebuilds each table from. Row order is taken as frequency order
+    unless ``counts`` (by path) are given.
+    """
+    keys = table_keys(state, names)
+    holder = nn.Module()
+    paths = {}
+    for key in keys:
+        path = key[: -len(".weight")] if key.endswith(".weight") else key
+        parent = holder
+        *parents, leaf = path.split(".")
+        for part in parents:
+            if not hasattr(parent, part):
+                parent.add_module(part, nn.Module())
+            parent = getattr(parent, part)
+        if hasattr(parent, leaf):
+            raise SaecError(f"state_dict key {key!r}: its table path {path!r} is also a prefix of another table's")
+        parent.add_module(leaf, nn.Embedding.from_pretrained(state[key].detach(), freeze=True))
+        paths[path] = key
+    compressed, report = compress(holder, method, min_rows=min_rows, **kwargs)
+    out = {k: v for k, v in state.items() if k not in keys}
+    tables = {}
+    for t in report.tables:
+        if t.method is None:  # left alone: the float table stays as it was
+            out[paths[t.path]] = state[paths[t.path]]
+            continue
+        module = compressed.get_submodule(t.path)
+        out.update({f"{t.path}.{k}": v for k, v in module.state_dict().items()})
+        tables[t.path] = {"method": t.method, "rows": t.rows, "dim": t.dim, "config": t.settings}
+    record = {"format": STATE_DICT_FORMAT, "version": STATE_DICT_VERSION, "tables": tables, "state_dict": out,
+              "report": report.to_dict()}
+    return record, report
+
+
+def load_tables(record: Mapping[str, Any]) -> dict[str, CompressedEmbedding]:
+    """The compressed tables of a :func:`compress_state_dict` record, by path, with their weights loaded."""
+    if not isinstance(record, Mapping) or record.get("format") != STATE_DICT_FORMAT:
+        raise SaecError(f"not a {STATE_DICT_FORMAT} record")
+    if record.get("version") != STATE_DICT_VERSION:
+        raise SaecError(f"{STATE_DICT_FORMAT} version {record.get('version')!r} is not supported "
+                        f"(want {STATE_DICT_VERSION})")
+    out = {}
+    state = record["state_dict"]
+    for path, t in record["tables"].items():
+        if t.get("method") not in METHODS:
+            raise SaecError(f"table {path!r}: unknown method {t.get('method')!r}")
+        table = METHODS[t["method"]].cls.from_config(t["rows"], t["dim"], t["config"])
+        prefix = path + "."
+        table.load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
+        table.name = path
+        out[path] = table
+    return out
+
+
 # -- Saec on saec's own CTR models ----------------------------------------------------------------
 def compress_model(model: nn.Module, counts: Mapping[str, np.ndarray] | None, cfg: SaecConfig,
                    grad_mode: str = "mean") -> tuple[nn.Module, dict[str, FieldCompression]]:
@@ -370,4 +454,5 @@ def compress_model(model: nn.Module, counts: Mapping[str, np.ndarray] | None, cf
     return out, fields
 
 
-__all__ = ["CLUSTERING", "CompressionReport", "TableReport", "compress", "compress_model", "count_ids", "find_tables"]
+__all__ = ["CLUSTERING", "CompressionReport", "TableReport", "compress", "compress_model", "compress_state_dict",
+           "count_ids", "find_tables", "load_tables", "table_keys"]

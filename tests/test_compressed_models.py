@@ -12,7 +12,7 @@ from saec.models import build_compressed_model, large_fields
 from saec.nn.clustered import ClusteredEmbedding
 from saec.nn.memcom import MEmComEmbedding, unique_embeddings
 from saec.nn.quantize import quantize_rowwise, simulate_quantization
-from saec.nn.registry import METHODS, make_embedding
+from saec.nn.registry import FROM_SCRATCH, METHODS, make_embedding
 from saec.train.loop import TrainConfig, make_optimizer
 
 SCHEMA = Schema((Field("user", 8), Field("item", 8), Field("zip", 8, multi_valued=True), Field("sex", 2)))
@@ -49,7 +49,7 @@ def test_large_fields_are_compressed_to_the_ratio_and_small_ones_stay_full():
         large_fields(SCHEMA, VOCABS, 0)
 
 
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", FROM_SCRATCH)
 def test_a_compressed_model_trains_with_sparse_gradients(method):
     model = model_for(method)
     opt = make_optimizer(model, TrainConfig())
@@ -63,7 +63,7 @@ def test_a_compressed_model_trains_with_sparse_gradients(method):
     assert all(not torch.equal(before[n], p.detach()) for n, p in table.named_parameters())
 
 
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", FROM_SCRATCH)
 def test_save_load_round_trip_for_every_method(method, tmp_path):
     model = model_for(method)
     with torch.no_grad():
@@ -84,7 +84,7 @@ def test_save_load_round_trip_for_every_method(method, tmp_path):
 
 def test_clustered_tables_still_save_beside_method_tables(tmp_path):
     model = model_for("qr")
-    model.embeddings.replace("sex", ClusteredEmbedding(torch.randn(1, 2), torch.zeros(2, dtype=torch.int32)))
+    model.embeddings.replace("sex", ClusteredEmbedding.from_codebook(torch.randn(1, 2), torch.zeros(2, dtype=torch.int32)))
     loaded, _, _ = load_model(save_model(tmp_path / "m.pt", model, VOCABS))
     assert isinstance(loaded.embeddings.tables["sex"], ClusteredEmbedding)
     assert torch.equal(model.eval()(BATCH), loaded.eval()(BATCH))

@@ -16,7 +16,7 @@ from saec.models.deepfm import DeepFM
 from saec.models.dssm import DSSM
 from saec.models.ranking import PointwiseRanker, RankNet
 from saec.nn.collection import EmbeddingCollection
-from saec.nn.registry import make_embedding
+from saec.nn.registry import FROM_SCRATCH, POST_TRAINING, make_embedding
 
 SMALL_FIELD_ROWS = 1000
 """Fields with fewer features than this keep a full table in :func:`build_compressed_model`.
@@ -96,10 +96,15 @@ def build_compressed_model(
     Args:
         name, schema, model_kwargs: as for :func:`build_model` (``hidden``, ``dropout``, ``seed``, ...).
         vocabs: every field's vocabulary (sizes and frequency counts).
-        method: a name in :data:`saec.nn.registry.METHODS`.
+        method: a method trained compressed from scratch (:data:`saec.nn.registry.FROM_SCRATCH`); the
+            post-training ones compress a trained model instead (:func:`saec.compress`).
         ratio: target compression ratio of each large field's table, >= 1.
         hyper: the method's other hyperparameters (not its budget knob).
     """
+    if method in POST_TRAINING:
+        raise SaecError(f"method {method!r} is built from a trained table: train a model with build_model, then "
+                        f"compress it with saec.compress(model, {method!r}, ...); methods trained compressed from "
+                        f"scratch are {list(FROM_SCRATCH)}")
     fields = large_fields(schema, vocabs, min_rows)
     if isinstance(ratio, bool) or not isinstance(ratio, Real) or not 1 <= ratio < math.inf:
         raise SaecError(f"ratio must be a number >= 1, got {ratio!r}")
