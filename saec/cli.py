@@ -25,7 +25,7 @@ from saec.data.tabular import TableSpec, load_spec, parse_fields, tabular_ctr
 from saec.data.task import CTRTask
 from saec.data.vocab import Vocabulary
 from saec.data.schema import Schema
-from saec.errors import SaecError, SaecFileExistsError
+from saec.errors import SaecError, SaecFileExistsError, SaecFileNotFoundError
 
 
 def _pairs(text: str, what: str) -> dict[str, str]:
@@ -202,32 +202,90 @@ def _size_rows(fields: dict, timing: bool = True) -> list[list[str]]:
     return rows
 
 
+def _compression_settings(args: argparse.Namespace) -> dict:
+    """``saec.compress`` keyword arguments from the command line (Saec's options only for Saec methods)."""
+    from saec.compression import CLUSTERING
+
+    if args.budget is not None and args.ratio is not None:
+        raise SaecError("give at most one of --budget (bytes per table) and --ratio")
+    sizing = {"budget": args.budget, "ratio": args.ratio}
+    if args.method not in CLUSTERING:
+        changed = [f"--{o.replace('_', '-')}" for o, default in SAEC_DEFAULTS.items() if getattr(args, o) != default]
+        if changed:
+            raise SaecError(f"{', '.join(changed)} apply to the Saec methods {list(CLUSTERING)}, not to "
+                            f"--method {args.method}")
+        return sizing
+    hyper = {"eligibility": args.eligibility, "top_n": args.top_n, "fast": not args.vanilla, "init": args.init,
+             "niter": args.niter, "seed": args.seed}
+    if args.budget is None and args.ratio is None:
+        hyper["k"] = args.k
+    elif args.k != SAEC_DEFAULTS["k"]:
+        raise SaecError("give either --k or a budget (--budget / --ratio), not both")
+    if args.method == "saec":
+        hyper["grad_mode"] = args.grad_mode
+    return {**sizing, **hyper}
+
+
 def cmd_compress(args: argparse.Namespace) -> None:
     import time
 
-    from saec.cluster.saec import compress_tables
-    from saec.compression import compress_model
-    from saec.dump import load_dump, save_compressed
-
-    cfg = _saec_config(args)
-    if (args.tables is None) == (args.model is None):
-        raise SystemExit("error: give exactly one of --tables DIR or --model FILE")
+    sources = [f"--{o.replace('_', '-')}" for o in ("tables", "model", "state_dict") if getattr(args, o) is not None]
+    if len(sources) != 1:
+        raise SaecError(f"give exactly one of --tables DIR, --model FILE or --state-dict FILE (got {sources or 'none'})")
+    if (args.names is None) != (args.state_dict is None):
+        raise SaecError("--state-dict needs --names (which keys are embedding tables), and --names needs --state-dict")
+    if args.out.exists() and not args.overwrite:
+        raise SaecFileExistsError(f"{args.out} exists; choose another --out or pass --overwrite to replace it")
     start = time.perf_counter()
     if args.tables is not None:
+        from saec.cluster.saec import compress_tables
+        from saec.dump import load_dump, save_compressed
+
+        if args.method != "saec" or args.budget is not None or args.ratio is not None:
+            raise SaecError("--tables writes a Saec dump (codebooks and masks, numpy only) and takes --k, not "
+                            "--method/--budget/--ratio; other methods work on --model or --state-dict")
+        cfg = _saec_config(args)
         tables, counts = load_dump(args.tables)
         fields = compress_tables(tables, counts, cfg, progress=not args.quiet)
         print(_table(_size_rows(fields)))
         path = save_compressed(args.out, fields, tables, cfg, overwrite=args.overwrite)
-    else:
+    elif args.model is not None:
+        from saec.compression import CLUSTERING, compress
         from saec.io import load_model, save_model
 
-        if args.out.exists() and not args.overwrite:
-            raise SaecFileExistsError(f"{args.out} exists; pass --overwrite to replace it")
+        settings = _compression_settings(args)
         model, vocabs, extra = load_model(args.model)
-        compressed, fields = compress_model(model, {n: v.counts for n, v in vocabs.items()}, cfg, args.grad_mode)
-        print(_table(_size_rows(fields)))
-        path = save_model(args.out, compressed, vocabs, {**extra, "saec": vars(cfg)})
+        counts = {f"embeddings.tables.{name}": v.counts for name, v in vocabs.items()}
+        min_rows = args.min_rows if args.min_rows is not None else 1 if args.method in CLUSTERING else 1000
+        compressed, report = compress(model, args.method, counts=counts, min_rows=min_rows, **settings)
+        print(_table(report.rows()))
+        path = save_model(args.out, compressed, vocabs, {**extra, "compression": report.to_dict()})
+    else:
+        from saec.compression import compress_state_dict
+        from saec.io import atomic_write
+
+        settings = _compression_settings(args)
+        state = _read_state_dict(args.state_dict)
+        if args.min_rows is not None:
+            raise SaecError("--min-rows does not apply to --state-dict: every table --names names is compressed")
+        record, report = compress_state_dict(state, [n for n in args.names.split(",") if n], args.method, **settings)
+        print(_table(report.rows()))
+        path = atomic_write(args.out, lambda f: torch.save(record, f))
     print(f"\ncompressed in {time.perf_counter() - start:.1f} s; wrote {path}")
+
+
+def _read_state_dict(path: Path) -> dict:
+    """A file written by ``torch.save(model.state_dict())``, loaded without running code (``weights_only``)."""
+    if not path.is_file():
+        raise SaecFileNotFoundError(f"no state_dict file at {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises many kinds for a file it cannot read safely
+        raise SaecError(f"{path} is not a state_dict saved with torch.save that loads with weights_only=True "
+                        f"({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
+    if not isinstance(state, dict) or not all(isinstance(k, str) for k in state):
+        raise SaecError(f"{path} holds a {type(state).__name__}, not a state_dict (a dict of tensors by name)")
+    return state
 
 
 def cmd_run(args: argparse.Namespace) -> None:
@@ -263,6 +321,9 @@ def cmd_run(args: argparse.Namespace) -> None:
         print(f"saved {args.out / 'model.pt'} (full), {args.out / 'saec.pt'} (compressed) and metrics.json")
 
 
+SAEC_DEFAULTS = {"k": 100, "top_n": None, "vanilla": False, "init": "kmeans++", "niter": 25}
+
+
 def _add_saec_options(p: argparse.ArgumentParser, eligibility: float = 100.0) -> None:
     g = p.add_argument_group("Saec compression")
     g.add_argument("--k", type=int, default=100, help="clusters per clustered field (100, Saec §3.4)")
@@ -291,6 +352,7 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from saec.nn.registry import POST_TRAINING
     parser = argparse.ArgumentParser(prog="saec", description="Compress the embedding tables of recommendation models.")
     parser.add_argument("--version", action="version", version=f"saec {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -321,14 +383,28 @@ def build_parser() -> argparse.ArgumentParser:
              "epoch helps the full model), see docs/results/trace_retrain.md (full)")
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("compress", help="compress a saved model or a folder of .npy tables (a parameter-server dump)")
-    src = p.add_argument_group("input and output")
+    p = sub.add_parser("compress", help="compress a saved model, a saved state_dict or a folder of .npy tables "
+                                        "(a parameter-server dump)")
+    src = p.add_argument_group("input and output (one of --tables, --model, --state-dict)")
     src.add_argument("--tables", type=Path, help="folder with NAME.npy (features x dim) and optional NAME.counts.npy")
     src.add_argument("--model", type=Path, help="model.pt written by `saec train` (counts come from its vocabularies)")
-    src.add_argument("--out", type=Path, required=True, help="output folder (--tables) or model file (--model)")
+    src.add_argument("--state-dict", type=Path, help="a file saved with torch.save(model.state_dict()) (read with "
+                     "weights_only=True); --names says which keys are tables; row order is taken as frequency order")
+    src.add_argument("--names", help="comma-separated glob patterns of the --state-dict keys that are embedding "
+                     "tables, e.g. 'emb.*.weight'")
+    src.add_argument("--out", type=Path, required=True,
+                     help="output folder (--tables) or file (--model: a saec model; --state-dict: the compressed "
+                          "state_dict with a record of each table)")
     src.add_argument("--overwrite", action="store_true", help="replace an existing output")
     src.add_argument("--seed", type=int, default=0, help="seed of the k-means initialisation (0)")
     src.add_argument("--quiet", action="store_true", help="no progress bar")
+    how = p.add_argument_group("method (--model and --state-dict)")
+    how.add_argument("--method", default="saec", choices=list(POST_TRAINING),
+                     help="post-training method (saec)")
+    how.add_argument("--budget", type=int, help="bytes each table may take; sets Saec's k (instead of --k)")
+    how.add_argument("--ratio", type=float, help="each table at most its float32 bytes / RATIO; sets Saec's k")
+    how.add_argument("--min-rows", type=int, help="--model: leave tables with fewer rows alone (1 for Saec, whose "
+                     "--eligibility decides; 1000 otherwise)")
     _add_saec_options(p)
     p.set_defaults(func=cmd_compress)
 

@@ -145,6 +145,24 @@ def _modules_by_path(model: nn.Module) -> dict[str, nn.Module]:
     return dict(model.named_modules(remove_duplicate=False))
 
 
+def _named_tables(names: Sequence[str], tables: dict[str, list[str]], modules: dict[str, nn.Module]) -> set[str]:
+    """The first paths of the tables ``names`` names; a name that is no embedding table is an error."""
+    if isinstance(names, str):
+        names = [names]
+    alias = {p: first for first, ps in tables.items() for p in ps}
+    out = set()
+    for name in names:
+        if name in alias:
+            out.add(alias[name])
+        elif name in modules:
+            raise SaecTypeError(f"table {name!r} is a {type(modules[name]).__name__}, not an nn.Embedding or "
+                                f"nn.EmbeddingBag (or it lies inside an already compressed table)")
+        else:
+            raise SaecKeyError(f"tables names {name!r}, which is no module of the model; its embedding tables are "
+                               f"{list(tables)}")
+    return out
+
+
 def _check_module(path: str, module: nn.Module) -> None:
     """Options of a table that no compressed form can honour."""
     if getattr(module, "max_norm", None) is not None:
@@ -192,7 +210,7 @@ def _budgets(budget: Any, ratio: Any, tables: dict[str, list[str]], modules: dic
 
 def compress(model: nn.Module, method: str = "saec", counts: Mapping[str, Any] | None = None,
              budget: int | Mapping[str, int] | None = None, min_rows: int = 1000, *, ratio: float | None = None,
-             **hyper: Any) -> tuple[nn.Module, CompressionReport]:
+             tables: Sequence[str] | None = None, **hyper: Any) -> tuple[nn.Module, CompressionReport]:
     """A copy of ``model`` whose large embedding tables hold ``method``'s tables, and what was done.
 
     Args:
@@ -204,6 +222,9 @@ def compress(model: nn.Module, method: str = "saec", counts: Mapping[str, Any] |
             (Saec's ``k``) is set to the largest value that fits. Or ``ratio``: each table at most its
             float32 bytes / ``ratio``.
         min_rows: smaller tables are left alone.
+        tables: compress exactly these tables (module paths; any path of a shared table) instead of every
+            table of at least ``min_rows`` rows; a named table that cannot be compressed as asked (not an
+            embedding table, too small for Saec's eligibility rule) is an error, not left alone.
         **hyper: the method's settings (e.g. ``k=100, top_n=..., init="topk", grad_mode="mean"`` for Saec,
             whose ``eligibility`` (default 100) also applies: tables with fewer than ``eligibility * k``
             rows stay full).
@@ -222,8 +243,10 @@ def compress(model: nn.Module, method: str = "saec", counts: Mapping[str, Any] |
     if eligibility is not None and (isinstance(eligibility, bool) or not isinstance(eligibility, Real)
                                     or not eligibility >= 1):
         raise SaecError(f"eligibility must be a number >= 1 (tables need eligibility * k rows), got {eligibility!r}")
-    tables = find_tables(model)
     modules = _modules_by_path(model)
+    all_tables = find_tables(model)
+    named = None if tables is None else _named_tables(tables, all_tables, modules)
+    tables = all_tables
     counts = _by_path("counts", counts, tables)
     budgets = _budgets(budget, ratio, tables, modules)
 
@@ -235,21 +258,30 @@ def compress(model: nn.Module, method: str = "saec", counts: Mapping[str, Any] |
             c = check_counts(counts.get(path), rows)
         except SaecError as e:
             raise SaecError(f"table {path!r}: {e}") from None
-        if rows < min_rows:
+        if named is not None and path not in named:
+            plans[path] = ({}, c, "not among the tables named")
+            continue
+        if named is None and rows < min_rows:
             plans[path] = ({}, c, f"rows < min_rows={min_rows}")
             continue
         _check_module(path, module)
+        knobbed = _with_default_knob(method, hyper, path in budgets)
+        if eligibility and named is None and "k" in knobbed and rows < eligibility * knobbed["k"]:
+            # Saec §2.2.1: only fields of >= eligibility * k features are clustered
+            plans[path] = ({}, c, f"rows < eligibility x k = {eligibility:g} x {knobbed['k']}")
+            continue
         try:
-            settings = fit_hyperparameters(method, rows, dim, counts=c, budget_bytes=budgets.get(path),
-                                           **_with_default_knob(method, hyper, path in budgets))
-            footprint(method, rows, dim, **settings)  # checks the structure (e.g. int4's even dim) up front
-            k = settings["k"] if eligibility else None
+            settings = fit_hyperparameters(method, rows, dim, counts=c, budget_bytes=budgets.get(path), **knobbed)
+            footprint(method, rows, dim, **settings)  # checks the structure (k <= rows, int4's even dim) up front
+            if eligibility and rows < eligibility * settings["k"]:
+                if named is not None:
+                    raise SaecError(f"Saec clusters tables of at least eligibility x k = {eligibility:g} x "
+                                    f"{settings['k']} rows; lower eligibility or k")
+                plans[path] = ({}, c, f"rows < eligibility x k = {eligibility:g} x {settings['k']}")
+                continue
         except SaecError as e:
             raise SaecError(f"table {path!r} ({rows} x {dim}): {e}") from None
-        skipped = ""
-        if k is not None and rows < eligibility * k:  # Saec §2.2.1: only fields of >= eligibility * k features
-            skipped = f"rows < eligibility x k = {eligibility:g} x {k}"
-        plans[path] = (settings, c, skipped)
+        plans[path] = (settings, c, "")
 
     replacements: dict[int, nn.Module] = {}
     reports = []
@@ -359,9 +391,10 @@ def table_keys(state: Mapping[str, torch.Tensor], names: Sequence[str]) -> list[
 
 
 def compress_state_dict(state: Mapping[str, torch.Tensor], names: Sequence[str], method: str = "saec",
-                        min_rows: int = 1, **kwargs: Any) -> tuple[dict[str, Any], CompressionReport]:
+                        **kwargs: Any) -> tuple[dict[str, Any], CompressionReport]:
     """:func:`compress` on the tables of a saved ``state_dict`` (``torch.save(model.state_dict())``), named by
-    the glob patterns ``names``: each matching ``PATH.weight`` is taken as an ``nn.Embedding`` at ``PATH``.
+    the glob patterns ``names``: each matching ``PATH.weight`` is taken as an ``nn.Embedding`` at ``PATH``,
+    and every table named is compressed (``tables=`` of :func:`compress`), or it is an error.
 
     Returns a record (plain data and tensors, loadable with ``weights_only=True``): ``state_dict`` holds the
     other entries unchanged and each table's compressed entries under its path (``PATH.codebook``,
@@ -384,7 +417,7 @@ def compress_state_dict(state: Mapping[str, torch.Tensor], names: Sequence[str],
             raise SaecError(f"state_dict key {key!r}: its table path {path!r} is also a prefix of another table's")
         parent.add_module(leaf, nn.Embedding.from_pretrained(state[key].detach(), freeze=True))
         paths[path] = key
-    compressed, report = compress(holder, method, min_rows=min_rows, **kwargs)
+    compressed, report = compress(holder, method, tables=list(paths), **kwargs)
     out = {k: v for k, v in state.items() if k not in keys}
     tables = {}
     for t in report.tables:

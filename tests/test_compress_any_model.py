@@ -163,7 +163,10 @@ def test_bad_input_is_refused_before_any_work(trained):
     cases = [
         (dict(method="lsh"), "unknown method 'lsh'"),
         (dict(method="memcom"), "'memcom' is trained compressed from scratch"),
-        (dict(method="saec", k=5000, eligibility=1, min_rows=100), r"table 'history' \(4000 x 8\): k must be an integer in \[1, 4000\], got 5000"),
+        (dict(method="saec", k=5000, tables=["history"]), r"table 'history' \(4000 x 8\): k must be an integer in \[1, 4000\], got 5000"),
+        (dict(method="saec", k=100, tables=["cities.0"]), r"table 'cities.0'.*at least eligibility x k = 100 x 100 rows"),
+        (dict(method="int8", tables=["mlp.0"]), "table 'mlp.0' is a Linear, not an nn.Embedding or nn.EmbeddingBag"),
+        (dict(method="int8", tables=["towers"]), "tables names 'towers', which is no module of the model"),
         (dict(method="saec", budget=10, eligibility=1), "table 'history'.*budget_bytes=10 is too small"),
         (dict(method="saec", counts={"history": np.ones(5)}), "table 'history': counts must be 4000"),
         (dict(method="saec", counts={"users": np.ones(5)}), "counts names \\['users'\\], which are not embedding tables"),
@@ -192,3 +195,71 @@ def test_embedding_bag_modes_and_2d_input():
         ids = torch.randint(0, 3000, (16, 4))
         small, _ = saec.compress(m, "fp16")
         assert torch.allclose(small(ids), m(ids), atol=5e-3) and small[0].mode == mode
+
+
+def test_named_tables_are_compressed_whatever_their_size_and_no_others(trained):
+    model, report = saec.compress(trained, "int8", tables=["tables.tiny", "last_item"])  # any path of a shared table
+    by = {t.path: t for t in report.tables}
+    assert by["tables.tiny"].method == "int8" and by["tables.item"].method == "int8"  # tiny is under min_rows
+    assert by["history"].method is None and by["history"].skipped == "not among the tables named"
+    assert isinstance(model.history, nn.EmbeddingBag)
+    _, unnamed = saec.compress(trained, "saec", k=5000, eligibility=1)  # too large a k for every table: all stay
+    assert all(t.method is None and "eligibility x k = 1 x 5000" in t.skipped for t in unnamed.tables if t.rows >= 1000)
+
+
+def test_command_line_compresses_a_saved_state_dict(trained, tmp_path, capsys):
+    from saec.cli import main
+    from saec.compression import load_tables
+
+    torch.save(trained.state_dict(), tmp_path / "sd.pt")
+    out = tmp_path / "small.pt"
+    rc = main(["compress", "--state-dict", str(tmp_path / "sd.pt"), "--names", "history.weight,tables.item.weight",
+               "--out", str(out), "--method", "int8"])
+    printed = capsys.readouterr().out
+    assert rc == 0 and "history" in printed and "int8" in printed
+    record = torch.load(out, weights_only=True)
+    tables = load_tables(record)
+    assert set(tables) == {"history", "tables.item"}
+    assert "mlp.0.weight" in record["state_dict"] and "cities.0.weight" in record["state_dict"]
+    ids = torch.arange(100)
+    assert (tables["tables.item"](ids) - trained.tables["item"](ids)).abs().max() < 0.02
+    assert (out.stat().st_mode & 0o777) == 0o666 & ~_umask()
+    # a user's mistake is one line, exit 2, before any work
+    assert main(["compress", "--state-dict", str(tmp_path / "sd.pt"), "--names", "mlp.0.bias", "--out",
+                 str(tmp_path / "x.pt")]) == 2
+    assert "not an embedding table's weight" in capsys.readouterr().err
+    assert main(["compress", "--state-dict", str(tmp_path / "sd.pt"), "--names", "history.weight", "--out",
+                 str(tmp_path / "x.pt"), "--method", "int8", "--k", "5"]) == 2
+    assert "--k apply to the Saec methods" in capsys.readouterr().err
+    assert not (tmp_path / "x.pt").exists()
+
+
+def _umask():
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+@pytest.mark.parametrize("method", ["saec", "int8", "saec_int8"])
+def test_command_line_compresses_a_saved_saec_model_with_any_post_training_method(tmp_path, capsys, method):
+    from saec.cli import main
+    from saec.data import Field, Schema, Vocabulary
+    from saec.io import load_model, save_model
+    from saec.models import build_model
+
+    schema = Schema((Field("big", 8), Field("small", 4)))
+    model = build_model("dssm", schema, {"big": 3000, "small": 10}, hidden=(8,))
+    vocabs = {"big": Vocabulary.from_values(np.arange(3000)), "small": Vocabulary.from_values(np.arange(10))}
+    save_model(tmp_path / "m.pt", model, vocabs)
+    args = ["compress", "--model", str(tmp_path / "m.pt"), "--out", str(tmp_path / "c.pt"), "--method", method]
+    assert main(args + (["--k", "20", "--eligibility", "10"] if method.startswith("saec") else [])) == 0
+    assert method in capsys.readouterr().out
+    loaded, _, extra = load_model(tmp_path / "c.pt")
+    assert type(loaded.embeddings.tables["big"]).__name__ != "Embedding"
+    assert type(loaded.embeddings.tables["small"]) is nn.Embedding
+    assert extra["compression"]["method"] == method
+    ids = {"big": torch.arange(50), "small": torch.arange(50) % 10}
+    model.eval(), loaded.eval()
+    assert (loaded(ids) - model(ids)).abs().max() < 0.05
