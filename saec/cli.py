@@ -26,6 +26,7 @@ from saec.data.task import CTRTask
 from saec.data.vocab import Vocabulary
 from saec.data.schema import Schema
 from saec.errors import SaecError, SaecFileExistsError, SaecFileNotFoundError
+from saec.text import text_table
 
 
 def _pairs(text: str, what: str) -> dict[str, str]:
@@ -92,13 +93,6 @@ def _load_task(args: argparse.Namespace, schema: Schema | None = None,
     return tabular_ctr(spec, vocabs)
 
 
-def _table(rows: list[list[str]]) -> str:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
-
-
 def cmd_fetch(args: argparse.Namespace) -> None:
     for name in args.names or sorted(movielens.SOURCES):
         path = movielens.fetch(name)
@@ -136,7 +130,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     print(f"\n{args.model} on {task.name}: {len(history.epochs)} epochs (best {history.best_epoch}), "
           f"{seconds:.1f} s training, {sum(e['samples_per_s'] for e in history.epochs) / len(history.epochs):,.0f} "
           f"samples/s")
-    print(_table(rows))
+    print(text_table(rows))
     if args.out:
         extra = {"task": task.name, "results": results, "history": history.to_dict(), "train_config": vars(cfg),
                  "versions": {"saec": __version__, "torch": str(torch.__version__), "python": platform.python_version()}}
@@ -171,7 +165,7 @@ def cmd_stream(args: argparse.Namespace) -> None:
         rows.append([f"{r['hour']}->{r['test_hour']}", f"{r['features']:,}", f"{r['auc']:.4f}", f"{r['bayes_auc']:.4f}",
                      f"{r['logloss']:.4f}", f"{r['bayes_logloss']:.4f}", f"{r['train_s']:.2f}"])
     print(f"{args.model} streaming over the synthetic trace '{args.preset}' (train hour h, evaluate hour h+1):")
-    print(_table(rows))
+    print(text_table(rows))
     if args.out:
         write_json(args.out, {"preset": args.preset, "model": args.model, "train_config": vars(cfg), "hours": results})
         print(f"saved {args.out}")
@@ -247,7 +241,7 @@ def cmd_compress(args: argparse.Namespace) -> None:
         cfg = _saec_config(args)
         tables, counts = load_dump(args.tables)
         fields = compress_tables(tables, counts, cfg, progress=not args.quiet)
-        print(_table(_size_rows(fields)))
+        print(text_table(_size_rows(fields)))
         path = save_compressed(args.out, fields, tables, cfg, overwrite=args.overwrite)
     elif args.model is not None:
         from saec.compression import CLUSTERING, compress
@@ -258,7 +252,7 @@ def cmd_compress(args: argparse.Namespace) -> None:
         counts = {f"embeddings.tables.{name}": v.counts for name, v in vocabs.items()}
         min_rows = args.min_rows if args.min_rows is not None else 1 if args.method in CLUSTERING else 1000
         compressed, report = compress(model, args.method, counts=counts, min_rows=min_rows, **settings)
-        print(_table(report.rows()))
+        print(report)
         path = save_model(args.out, compressed, vocabs, {**extra, "compression": report.to_dict()})
     else:
         from saec.compression import compress_state_dict
@@ -269,7 +263,7 @@ def cmd_compress(args: argparse.Namespace) -> None:
         if args.min_rows is not None:
             raise SaecError("--min-rows does not apply to --state-dict: every table --names names is compressed")
         record, report = compress_state_dict(state, [n for n in args.names.split(",") if n], args.method, **settings)
-        print(_table(report.rows()))
+        print(report)
         path = atomic_write(args.out, lambda f: torch.save(record, f))
     print(f"\ncompressed in {time.perf_counter() - start:.1f} s; wrote {path}")
 
@@ -298,7 +292,7 @@ def cmd_run(args: argparse.Namespace) -> None:
     print(f"\nSaec (k={args.k}, eligibility {args.eligibility:g} x k, init {args.init}, "
           f"{'vanilla' if args.vanilla else 'fast'} clustering, retrained on the {args.retrain_on}) "
           f"on {task.name}, {args.model}:\n")
-    print(_table(_size_rows(result.fields, timing=False)))
+    print(text_table(_size_rows(result.fields, timing=False)))
     sizes = result.sizes
     rows = [["model", "vectors", "bytes", "ratio", "test AUC", "test log loss"]]
     for stage, label in (("full", "uncompressed"), ("compressed", "compressed, before retraining"),
@@ -309,7 +303,7 @@ def cmd_run(args: argparse.Namespace) -> None:
                      f"{sizes.total('bytes_before' if full else 'bytes_after'):,}",
                      "1.0x" if full else f"{sizes.ratio:.1f}x", f"{m['auc']:.4f}", f"{m['logloss']:.4f}"])
     print()
-    print(_table(rows))
+    print(text_table(rows))
     print(f"\ntraining {result.timing['train_s']:.1f} s, compression {result.timing['compress_s']:.2f} s, "
           f"retraining {result.timing['retrain_s']:.1f} s")
     if args.out:

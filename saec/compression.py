@@ -33,6 +33,7 @@ from torch import nn
 
 from saec.cluster.saec import FieldCompression, FieldSize, SaecConfig
 from saec.errors import SaecError, SaecKeyError, SaecTypeError
+from saec.text import text_table
 from saec.nn.bag import CompressedEmbeddingBag, PaddedEmbedding
 from saec.nn.base import CompressedEmbedding, check_counts
 from saec.nn.registry import METHODS, POST_TRAINING, fit_hyperparameters, footprint, from_float
@@ -102,6 +103,9 @@ class CompressionReport:
     def to_dict(self) -> dict[str, Any]:
         return {"method": self.method, "bytes_before": self.bytes_before, "bytes_after": self.bytes_after,
                 "ratio": self.ratio, "tables": [asdict(t) for t in self.tables]}
+
+    def __str__(self) -> str:
+        return text_table(self.rows())
 
     def rows(self) -> list[list[str]]:
         """A printable table: header, one row per table, totals."""
