@@ -71,7 +71,7 @@ def _load_task(args: argparse.Namespace, schema: Schema | None = None,
                vocabs: dict[str, Vocabulary] | None = None) -> CTRTask:
     chosen = [o for o in ("dataset", "table", "config") if getattr(args, o)]
     if len(chosen) != 1:
-        raise SystemExit("error: give exactly one of --dataset, --table or --config")
+        raise SaecError(f"give exactly one of --dataset, --table or --config (got {[f'--{o}' for o in chosen] or 'none'})")
     if args.dataset:
         if not movielens.is_fetched(args.dataset):
             movielens.fetch(args.dataset)
@@ -80,7 +80,7 @@ def _load_task(args: argparse.Namespace, schema: Schema | None = None,
         spec = load_spec(args.config)
     else:
         if not args.label or not args.fields:
-            raise SystemExit("error: --table needs --label and --fields")
+            raise SaecError("--table needs --label (the 0/1 or rating column) and --fields (the categorical columns)")
         names = [n for n in args.fields.split(",") if n]
         spec = TableSpec(
             path=args.table, label=args.label, time=args.time, label_threshold=args.label_threshold,

@@ -28,8 +28,10 @@ def test_data_info_on_movielens(ml100k, capsys):
     assert "train 80,000 rows" in out and "genres" in out
 
 
-def test_exactly_one_data_source_is_required():
+def test_exactly_one_data_source_is_required(capsys):
     from saec.cli import main
 
-    with pytest.raises(SystemExit, match="exactly one"):
-        main(["data", "info"])
+    assert main(["data", "info"]) == 2
+    assert "give exactly one of --dataset, --table or --config (got none)" in capsys.readouterr().err
+    assert main(["data", "info", "--table", "clicks.csv"]) == 2
+    assert "--table needs --label" in capsys.readouterr().err
