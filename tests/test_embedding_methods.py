@@ -9,7 +9,7 @@ import torch
 
 from saec.data import Field, Schema
 from saec.data.vocab import OOV_ID, PAD_ID
-from saec.nn import EmbeddingCollection
+from saec.nn import EmbeddingBagCollection
 from saec.nn.double_hashing import DoubleHashEmbedding
 from saec.nn.base import PRIME
 from saec.nn.hashing import HashEmbedding
@@ -127,7 +127,7 @@ def test_reported_sizes_are_the_real_tensor_sizes(case):
 @pytest.mark.parametrize("case", CASES)
 def test_drop_in_for_a_field_of_the_collection(case):
     schema = Schema((Field("a", D), Field("b", D, multi_valued=True)))
-    emb = EmbeddingCollection(schema, {"a": V, "b": V})
+    emb = EmbeddingBagCollection(schema, {"a": V, "b": V})
     for name in ("a", "b"):
         emb.replace(name, build(case))
     with torch.no_grad():

@@ -7,7 +7,7 @@ from saec.data import Field, Schema
 from saec.data.vocab import OOV_ID, PAD_ID
 from saec.io import load_model, save_model
 from saec.models import build_model
-from saec.nn import EmbeddingCollection
+from saec.nn import EmbeddingBagCollection
 from saec.train.loop import TrainConfig, evaluate, fit, make_optimizer, train_epoch
 
 SCHEMA = Schema((Field("a", 3), Field("b", 2, multi_valued=True), Field("c", 2, multi_valued=True, pooling="sum")))
@@ -15,7 +15,7 @@ SCHEMA = Schema((Field("a", 3), Field("b", 2, multi_valued=True), Field("c", 2, 
 
 def collection():
     torch.manual_seed(0)
-    return EmbeddingCollection(SCHEMA, {"a": 5, "b": 4, "c": 4})
+    return EmbeddingBagCollection(SCHEMA, {"a": 5, "b": 4, "c": 4})
 
 
 def test_lookup_handles_oov_padding_and_pooling():
@@ -49,7 +49,7 @@ def test_replace_and_grow():
     with pytest.raises(ValueError, match="shrink"):
         emb.grow("b", 2)
     with pytest.raises(ValueError, match="lacks fields"):
-        EmbeddingCollection(SCHEMA, {"a": 5, "b": 4})
+        EmbeddingBagCollection(SCHEMA, {"a": 5, "b": 4})
 
 
 @pytest.mark.parametrize("name", ["dssm", "deepfm"])

@@ -15,7 +15,7 @@ from saec.dump import load_compressed, load_dump, save_compressed
 from saec.data import Field, Schema
 from saec.io import load_model, save_model
 from saec.models import build_model
-from saec.nn import ClusteredEmbedding, EmbeddingCollection
+from saec.nn import ClusteredEmbedding, EmbeddingBagCollection
 
 
 def blobs(n=3000, d=5, centers=8, seed=0, spread=0.1):
@@ -115,7 +115,7 @@ def test_averaged_gradient_rule_by_hand():
 
 def test_mean_rule_counts_only_real_features_inside_the_container():
     schema = Schema((Field("a", 2),))
-    emb = EmbeddingCollection(schema, {"a": 4})
+    emb = EmbeddingBagCollection(schema, {"a": 4})
     emb.replace("a", ClusteredEmbedding.from_codebook(torch.zeros(2, 2), np.array([0, 0, 1, 0])))
     out = emb({"a": torch.tensor([0, -1, -1, 1])})[0]  # two OOV positions must not count as members
     (out * torch.tensor([[1.0, 1.0], [5.0, 5.0], [5.0, 5.0], [3.0, 3.0]])).sum().backward()
@@ -130,7 +130,7 @@ def test_new_features_get_the_nearest_centroid_or_the_largest_cluster():
     assert emb.mask.tolist()[5:] == [1, 1] and emb(torch.tensor([6])).tolist() == [[10.0, 10.0]]
     with pytest.raises(ValueError, match="shape"):
         emb.grow(8, vectors=np.zeros((1, 3)))
-    container = EmbeddingCollection(Schema((Field("a", 2),)), {"a": 7})
+    container = EmbeddingBagCollection(Schema((Field("a", 2),)), {"a": 7})
     container.replace("a", emb)
     container.grow("a", 9, vectors=np.array([[0.0, 0.1], [10.0, 9.0]]))
     assert container.num_embeddings("a") == 9 and emb.mask.tolist()[7:] == [0, 1]
@@ -329,6 +329,6 @@ def test_loading_a_compressed_model_allocates_no_full_table_for_compressed_field
     ids = {"big": torch.arange(10), "small": torch.arange(10) % 5}
     assert torch.equal(loaded(ids), compressed(ids))
     with pytest.raises(ValueError, match="field 'big': the given table is 3 x 3"):
-        collection.EmbeddingCollection(schema, {"big": 5000, "small": 5}, tables={"big": nn.Embedding(3, 3)})
+        collection.EmbeddingBagCollection(schema, {"big": 5000, "small": 5}, tables={"big": nn.Embedding(3, 3)})
     with pytest.raises(ValueError, match="unknown fields"):
-        collection.EmbeddingCollection(schema, {"big": 5000, "small": 5}, tables={"huge": nn.Embedding(3, 3)})
+        collection.EmbeddingBagCollection(schema, {"big": 5000, "small": 5}, tables={"huge": nn.Embedding(3, 3)})

@@ -1,4 +1,4 @@
-"""CTR models over an :class:`~saec.nn.EmbeddingCollection`, built by name; the ranking networks of MEmCom §5.2."""
+"""CTR models over an :class:`~saec.nn.EmbeddingBagCollection`, built by name; the ranking networks of MEmCom §5.2."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from saec.errors import SaecError
 from saec.models.deepfm import DeepFM
 from saec.models.dssm import DSSM
 from saec.models.ranking import PointwiseRanker, RankNet
-from saec.nn.collection import EmbeddingCollection
+from saec.nn.collection import EmbeddingBagCollection
 from saec.nn.registry import FROM_SCRATCH, POST_TRAINING, make_embedding
 
 SMALL_FIELD_ROWS = 1000
@@ -46,7 +46,7 @@ def build_model(
     The model is drawn from torch's global generator seeded with ``seed`` (the stream every committed
     result was made with), inside ``torch.random.fork_rng``: the caller's random state is left as it was.
 
-    ``tables``: ready-made tables for some fields (see :class:`~saec.nn.collection.EmbeddingCollection`);
+    ``tables``: ready-made tables for some fields (see :class:`~saec.nn.collection.EmbeddingBagCollection`);
     not part of :attr:`config`. Skipping a field's full table changes the random stream the rest of the
     model is initialised from, which is harmless when weights are loaded afterwards (as :func:`saec.io.load_model` does).
     """
@@ -54,7 +54,7 @@ def build_model(
         raise SaecError(f"unknown model {name!r}; choose one of {sorted(MODELS)}")
     with torch.random.fork_rng(devices=[]):  # tables and layers are built on the CPU: its generator only
         torch.default_generator.manual_seed(seed)
-        emb = EmbeddingCollection(schema, num_embeddings, sparse=sparse, init_std=init_std, tables=tables)
+        emb = EmbeddingBagCollection(schema, num_embeddings, sparse=sparse, init_std=init_std, tables=tables)
         model = MODELS[name](emb, hidden=tuple(hidden), dropout=dropout)
     model.config = {  # enough to rebuild the same architecture when loading
         "name": name, "num_embeddings": dict(num_embeddings), "hidden": list(hidden), "dropout": dropout,

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from saec.models.mlp import mlp
-from saec.nn.collection import EmbeddingCollection
+from saec.nn.collection import EmbeddingBagCollection
 
 
 class DeepFM(nn.Module):
@@ -22,7 +22,7 @@ class DeepFM(nn.Module):
 
     def __init__(
         self,
-        embeddings: EmbeddingCollection,
+        embeddings: EmbeddingBagCollection,
         hidden: tuple[int, ...] = (256, 128),
         dropout: float = 0.0,
         fm_dim: int | None = None,

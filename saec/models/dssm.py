@@ -10,13 +10,13 @@ import torch
 from torch import nn
 
 from saec.models.mlp import mlp
-from saec.nn.collection import EmbeddingCollection
+from saec.nn.collection import EmbeddingBagCollection
 
 
 class DSSM(nn.Module):
     """CTR model: concatenated field embeddings through an MLP; ``forward`` returns logits (B,)."""
 
-    def __init__(self, embeddings: EmbeddingCollection, hidden: tuple[int, ...] = (256, 128), dropout: float = 0.0):
+    def __init__(self, embeddings: EmbeddingBagCollection, hidden: tuple[int, ...] = (256, 128), dropout: float = 0.0):
         super().__init__()
         self.embeddings = embeddings
         self.mlp = mlp(embeddings.output_dim, hidden, dropout)

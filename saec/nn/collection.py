@@ -1,4 +1,5 @@
-"""The embedding container: one table per field, in the spirit of TorchRec's EmbeddingBagCollection.
+"""The embedding container: one table per field, named after TorchRec's EmbeddingBagCollection because, like
+it, it gives one pooled vector per field and example (TorchRec's EmbeddingCollection returns unpooled sequences).
 
 A table is any module called like ``nn.Embedding`` (``table(ids) -> (*ids.shape, dim)`` for ids in
 ``[0, num_embeddings)``), so a compression method replaces one field's table (:meth:`replace`) without
@@ -27,7 +28,7 @@ def new_table(num_embeddings: int, dim: int, init_std: float, sparse: bool) -> n
     return table
 
 
-class EmbeddingCollection(nn.Module):
+class EmbeddingBagCollection(nn.Module):
     """One embedding table per schema field.
 
     Args:
@@ -155,4 +156,4 @@ class EmbeddingCollection(nn.Module):
         return out
 
 
-__all__ = ["EmbeddingCollection", "OOV_ID", "PAD_ID", "new_table"]
+__all__ = ["EmbeddingBagCollection", "OOV_ID", "PAD_ID", "new_table"]
