@@ -31,7 +31,24 @@ def _padding(table: CompressedEmbedding, padding_idx: int | None) -> int | None:
     return check_int("padding_idx", p, 0, table.num_embeddings - 1)
 
 
-class CompressedEmbeddingBag(nn.Module):
+class _TableForm(nn.Module):
+    """A compressed ``table`` wrapped to take another module's calls; its ids and width are the table's."""
+
+    def __init__(self, table: CompressedEmbedding, padding_idx: int | None) -> None:
+        super().__init__()
+        self.table = table
+        self.padding_idx = _padding(table, padding_idx)
+
+    @property
+    def num_embeddings(self) -> int:
+        return self.table.num_embeddings
+
+    @property
+    def embedding_dim(self) -> int:
+        return self.table.embedding_dim
+
+
+class CompressedEmbeddingBag(_TableForm):
     """``nn.EmbeddingBag`` over a :class:`~saec.nn.base.CompressedEmbedding` ``table``.
 
     Args:
@@ -43,21 +60,11 @@ class CompressedEmbeddingBag(nn.Module):
 
     def __init__(self, table: CompressedEmbedding, mode: str = "mean", padding_idx: int | None = None,
                  include_last_offset: bool = False) -> None:
-        super().__init__()
         if mode not in MODES:
             raise SaecError(f"mode must be one of {MODES}, got {mode!r}")
-        self.table = table
+        super().__init__(table, padding_idx)
         self.mode = mode
-        self.padding_idx = _padding(table, padding_idx)
         self.include_last_offset = bool(include_last_offset)
-
-    @property
-    def num_embeddings(self) -> int:
-        return self.table.num_embeddings
-
-    @property
-    def embedding_dim(self) -> int:
-        return self.table.embedding_dim
 
     def forward(self, input: torch.Tensor, offsets: torch.Tensor | None = None,
                 per_sample_weights: torch.Tensor | None = None) -> torch.Tensor:
@@ -110,7 +117,7 @@ class CompressedEmbeddingBag(nn.Module):
         return f"mode={self.mode!r}, padding_idx={self.padding_idx}"
 
 
-class PaddedEmbedding(nn.Module):
+class PaddedEmbedding(_TableForm):
     """A compressed ``table`` in an ``nn.Embedding(padding_idx=p)``'s place: id ``p`` gives zeros.
 
     A full table's padding row is zeros and never trained; a compressed table would give it some
@@ -118,17 +125,7 @@ class PaddedEmbedding(nn.Module):
     """
 
     def __init__(self, table: CompressedEmbedding, padding_idx: int) -> None:
-        super().__init__()
-        self.table = table
-        self.padding_idx = _padding(table, padding_idx)
-
-    @property
-    def num_embeddings(self) -> int:
-        return self.table.num_embeddings
-
-    @property
-    def embedding_dim(self) -> int:
-        return self.table.embedding_dim
+        super().__init__(table, padding_idx)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         out = self.table(ids)
