@@ -25,7 +25,6 @@ import argparse
 import copy
 import json
 import os
-import shlex
 import sys
 import tempfile
 import time
@@ -327,7 +326,7 @@ def fmt_ratio(x: float) -> str:
 
 def render(res: dict[str, Any], out: Path, pngs: dict[str, str]) -> str:
     cfg = res["trace"]
-    text = stored_header("Saec on the synthetic production trace (paper Tables 1-3)", res["argv"], res["env"])
+    text = header("Saec on the synthetic production trace (paper Tables 1-3)", res["argv"], res["env"])
     text += f"- peak RSS: {res['peak_rss_mib']:,.0f} MiB; wall time {res['wall_s'] / 60:.1f} min\n"
     text += "\n" + SUMMARY_PLACEHOLDER + "\n"
     # configuration
@@ -505,15 +504,6 @@ def render_lr(r: dict[str, Any], pngs: dict[str, str]) -> str:
           f"{'matches' if consistent else 'DOES NOT match'} the one Tables 2-3 used (same AUC: training is "
           f"deterministic).\n")
     return t
-
-
-def stored_header(title: str, argv: list[str], env: dict[str, str]) -> str:
-    """:func:`saec.bench.report.header` with the environment recorded when the numbers were measured
-    (so that re-rendering with --render does not restamp the date)."""
-    cmd = " ".join(shlex.quote(a) for a in argv)
-    lines = [f"# {title}", "", "Reproduce with:", "", "```", cmd, "```", ""] + [f"- {k}: {v}" for k, v in env.items()]
-    assert header(title, argv).splitlines()[:7] == lines[:7]
-    return "\n".join(lines) + "\n"
 
 
 def derive(r: dict[str, Any]) -> None:

@@ -188,8 +188,7 @@ def _header(record: dict[str, Any]) -> str:
     re-rendering does not restamp the date or the versions)."""
     cfg = record["config"]
     title = f"Post-training compression of the {cfg['dataset']} {cfg['model'].upper()} through saec.compress"
-    top = header(title, record["command"]).split("\n- ", 1)[0]
-    return top + "\n" + "\n".join(f"- {k}: {v}" for k, v in record["environment"].items()) + "\n"
+    return header(title, record["command"], record["environment"])
 
 
 def _results_table(record: dict[str, Any]) -> str:

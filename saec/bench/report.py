@@ -47,10 +47,11 @@ def environment() -> dict[str, str]:
     }
 
 
-def header(title: str, argv: list[str] | None = None) -> str:
-    """Markdown heading with the exact command and the environment."""
+def header(title: str, argv: list[str] | None = None, env: dict[str, str] | None = None) -> str:
+    """Markdown heading with the exact command and the environment: ``env`` as recorded with the numbers
+    (so that re-rendering from raw records does not restamp the date or versions), else this one."""
     cmd = " ".join(shlex.quote(a) for a in (argv if argv is not None else ["python", *sys.argv]))
-    env = environment()
+    env = environment() if env is None else env
     lines = [f"# {title}", "", "Reproduce with:", "", "```", cmd, "```", ""]
     lines += [f"- {k}: {v}" for k, v in env.items()]
     return "\n".join(lines) + "\n"
