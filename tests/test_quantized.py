@@ -208,3 +208,29 @@ def test_from_float_reads_modules_and_leaves_them_alone():
     with torch.no_grad():  # nothing in the table refers to the module's storage
         emb.weight.add_(1.0)
     assert (table.dequantize() - before).abs().max() < 0.1
+
+
+def test_lookup_benchmark_records_and_renders_from_its_json(tmp_path):
+    """saec.bench.lookup on a toy table: the record is plain JSON, the page comes from it alone."""
+    import json
+
+    from saec.bench.lookup import BARE, REFERENCE, LookupConfig, render, run
+
+    cfg = LookupConfig(rows=500, dims=(8,), bag_lengths=(1, 3), id_dists=("uniform", "zipf"), threads=(1,),
+                       batch=16, repeats=3, warmup=1, batches=4, retry_budget_s=0.0)
+    threads = torch.get_num_threads()
+    record = json.loads(json.dumps(run(cfg, ["python", "benchmarks/quantized_lookup.py"], progress=False)))
+    assert torch.get_num_threads() == threads  # restored
+    assert len(record["cells"]) == 4 * 6 and all(len(c["times_s"]) == 3 for c in record["cells"])
+    sizes = {t["variant"]: t["nbytes"] for t in record["tables"]}
+    assert sizes == {REFERENCE: 500 * 8 * 4, "fp16": 500 * 8 * 2, "int8": 500 * 16, "int4": 500 * 8, "int2": 500 * 6,
+                     BARE: 500 * 16}
+    errors = {c["variant"]: c["max_abs_error"] for c in record["cells"] if c["bag_length"] == 3}
+    assert errors[REFERENCE] == 0 and errors["fp16"] < errors["int8"] < errors["int4"] < errors["int2"] < 1
+    md, png = tmp_path / "page.md", tmp_path / "page.png"
+    render(record, md, png)
+    text = md.read_text()
+    assert "| 8 | int4 | 4,000 |" in text and png.stat().st_size > 0
+    assert f"- date: {record['environment']['date']}" in text  # the run's environment, not the renderer's
+    render(json.loads(json.dumps(record, sort_keys=True)), md, png)
+    assert md.read_text() == text
