@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from saec.bench.report import cpu_model, environment, markdown_table, peak_rss_mib, save_figure
+from saec.bench.report import cpu_model, environment, header, markdown_table, peak_rss_mib, save_figure
 from saec.data.synthetic import zipf_sample
 from saec.io import write_text
 from saec.nn.bag import CompressedEmbeddingBag
@@ -259,13 +259,12 @@ def _per_bag(n: int) -> str:
     return f"{n} id{'s' if n > 1 else ''}/bag"
 
 
-def _header(record: dict, title: str) -> str:
-    """Title, the command and the environment the record was measured in (not the renderer's)."""
-    lines = [f"# {title}", "", "Reproduce with:", "", "```", " ".join(record["command"]), "```", ""]
-    env = record["environment"]  # in report.environment()'s order (the JSON stores keys sorted)
+def _environment(record: dict) -> dict[str, str]:
+    """The environment the record was measured in, in :func:`~saec.bench.report.environment`'s order (the JSON
+    stores keys sorted)."""
+    env = record["environment"]
     order = ["saec", "python", "torch", "numpy", "faiss", "machine", "date"]
-    lines += [f"- {k}: {env[k]}" for k in [k for k in order if k in env] + sorted(set(env) - set(order))]
-    return "\n".join(lines) + "\n"
+    return {k: env[k] for k in [k for k in order if k in env] + sorted(set(env) - set(order))}
 
 
 def render(record: dict, md_path: str | Path, png_path: str | Path) -> None:
@@ -280,7 +279,8 @@ def render(record: dict, md_path: str | Path, png_path: str | Path) -> None:
     other = {k: cells[(*k, REFERENCE)].get("other_cores") for k in keys}
     quiet = [k for k in keys if other[k] is None or other[k] <= cfg["quiet_cores"]]
 
-    text = _header(record, "Forward speed of packed low-precision tables vs nn.EmbeddingBag")
+    text = header("Forward speed of packed low-precision tables vs nn.EmbeddingBag", record["command"],
+                  env=_environment(record))
     text += f"""
 Run time {record['wall_s'] / 60:.1f} min, peak RSS {record['peak_rss_mib']:,.0f} MiB, {record['cpu_count']} cores; 1-min load
 average {record['load_before']:.2f} before and {record['load_after']:.2f} after the run. The machine is shared: for
