@@ -68,33 +68,33 @@ class CompressedEmbeddingBag(_TableForm):
 
     def forward(self, input: torch.Tensor, offsets: torch.Tensor | None = None,
                 per_sample_weights: torch.Tensor | None = None) -> torch.Tensor:
-        label = self.table.label()
+        label = self.table.label  # called only to word an error
         if input.dim() == 2:
             if offsets is not None:
-                raise SaecError(f"{label}: offsets must be None when input is 2-D (one bag per row), as for "
+                raise SaecError(f"{label()}: offsets must be None when input is 2-D (one bag per row), as for "
                                 f"nn.EmbeddingBag")
             bags, length = input.shape
             flat = input.reshape(-1)
             starts = torch.arange(0, bags * length, length, dtype=torch.long) if length else torch.zeros(bags, dtype=torch.long)
         elif input.dim() == 1:
             if offsets is None or offsets.dim() != 1:
-                raise SaecError(f"{label}: 1-D input needs 1-D offsets (the start of every bag), as for nn.EmbeddingBag")
+                raise SaecError(f"{label()}: 1-D input needs 1-D offsets (the start of every bag), as for nn.EmbeddingBag")
             flat, starts = input, offsets.long()
             if self.include_last_offset:
                 starts = starts[:-1]
-            if len(starts) and (int(starts[0]) != 0 or bool((starts.diff() < 0).any()) or int(starts[-1]) > len(flat)):
-                raise SaecError(f"{label}: offsets must start at 0, never decrease and stay within the "
+            if len(starts) and bool((starts[0] != 0) | (starts[-1] > len(flat)) | (starts[1:] < starts[:-1]).any()):
+                raise SaecError(f"{label()}: offsets must start at 0, never decrease and stay within the "
                                 f"{len(flat)} ids, got {offsets.tolist()[:10]}")
             bags = len(starts)
         else:
-            raise SaecError(f"{label}: input must be 1-D (with offsets) or 2-D, got shape {tuple(input.shape)}")
+            raise SaecError(f"{label()}: input must be 1-D (with offsets) or 2-D, got shape {tuple(input.shape)}")
         weights = None
         if per_sample_weights is not None:
             if self.mode != "sum":
-                raise SaecError(f"{label}: per_sample_weights are only supported for mode='sum', as for "
+                raise SaecError(f"{label()}: per_sample_weights are only supported for mode='sum', as for "
                                 f"nn.EmbeddingBag (this bag's mode is {self.mode!r})")
             if per_sample_weights.shape != input.shape:
-                raise SaecError(f"{label}: per_sample_weights must have the input's shape {tuple(input.shape)}, "
+                raise SaecError(f"{label()}: per_sample_weights must have the input's shape {tuple(input.shape)}, "
                                 f"got {tuple(per_sample_weights.shape)}")
             weights = per_sample_weights.reshape(-1)
         if self.padding_idx is not None:
