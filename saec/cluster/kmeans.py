@@ -65,12 +65,28 @@ def kmeans(x: np.ndarray, k: int, init: str = "kmeans++", niter: int = 25, seed:
 
 
 def top_indices(counts: np.ndarray, n: int) -> np.ndarray:
-    """Indices of the ``n`` largest counts, most frequent first (ties: lower index first), in O(len)."""
+    """Indices of the ``n`` largest counts, most frequent first (ties: lower index first), in O(len).
+
+    Any integer, unsigned or float dtype: the sort key reverses the order without negating (``-x`` of an
+    unsigned count wraps around and would put the rarest first; ``~x`` is exact for every integer type).
+    NaN counts have no rank and are refused.
+    """
     counts = np.asarray(counts)
+    if counts.ndim != 1 or counts.dtype.kind not in "biuf":
+        raise SaecError(f"counts must be a 1-D array of numbers, got shape {counts.shape} of {counts.dtype}")
+    if counts.dtype.kind == "f":
+        if np.isnan(counts).any():
+            raise SaecError(f"counts hold NaN (first at id {int(np.flatnonzero(np.isnan(counts))[0])})")
+        key = -counts
+    else:
+        key = ~counts.astype(np.uint8) if counts.dtype.kind == "b" else ~counts
+    n = max(int(n), 0)
     if n >= len(counts):
-        return np.argsort(-counts, kind="stable")
-    part = np.argpartition(-counts, n - 1)[:n]
-    return part[np.lexsort((part, -counts[part]))]
+        return np.argsort(key, kind="stable")
+    if n == 0:
+        return np.zeros(0, dtype=np.intp)
+    part = np.argpartition(key, n - 1)[:n]
+    return part[np.lexsort((part, key[part]))]
 
 
 def _index(centroids: np.ndarray) -> faiss.IndexFlatL2:

@@ -22,6 +22,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from saec.cluster.kmeans import INITS, assign, kmeans, top_indices
+from saec.config import check_bool, check_choice, check_counts_array, check_float, check_int
+from saec.errors import SaecError
 
 FLOAT_BYTES = 4  # float32 tables and codebooks
 
@@ -29,7 +31,7 @@ FLOAT_BYTES = 4  # float32 tables and codebooks
 def mask_dtype(k: int) -> np.dtype:
     """Smallest integer type that holds centroid indices ``0 .. k-1``."""
     if k < 1:
-        raise ValueError(f"k must be >= 1, got {k}")
+        raise SaecError(f"k must be >= 1, got {k}")
     if k <= 1 << 8:
         return np.dtype(np.uint8)
     if k <= 1 << 16:
@@ -60,16 +62,19 @@ class SaecConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if not isinstance(self.k, (int, np.integer)) or self.k < 1:
-            raise ValueError(f"k must be a positive integer, got {self.k!r}")
-        if not self.eligibility >= 1:
-            raise ValueError(f"eligibility must be >= 1 (fields need at least k features), got {self.eligibility}")
-        if self.top_n is not None and self.top_n < self.k:
-            raise ValueError(f"top_n must be at least k={self.k}, got {self.top_n}")
-        if self.init not in INITS:
-            raise ValueError(f"init must be one of {INITS}, got {self.init!r}")
-        if self.niter < 1:
-            raise ValueError(f"niter must be >= 1, got {self.niter}")
+        # every field's type and range before any table is read (a float niter would fail inside faiss)
+        k = check_int("SaecConfig.k", self.k, 1)
+        checked = {
+            "k": k,
+            "eligibility": check_float("SaecConfig.eligibility", self.eligibility, 1.0),
+            "top_n": None if self.top_n is None else check_int("SaecConfig.top_n (at least k)", self.top_n, k),
+            "fast": check_bool("SaecConfig.fast", self.fast),
+            "init": check_choice("SaecConfig.init", self.init, INITS),
+            "niter": check_int("SaecConfig.niter", self.niter, 1),
+            "seed": check_int("SaecConfig.seed", self.seed, 0),
+        }
+        for name, value in checked.items():  # plain Python values (np.int64 k -> int); frozen dataclass
+            object.__setattr__(self, name, value)
 
     @property
     def train_size(self) -> int:
@@ -146,18 +151,19 @@ class FieldCompression:
     stats: dict = field(default_factory=dict)
 
 
-def _check_table(name: str, weight: np.ndarray, counts: np.ndarray | None) -> None:
+def _check_table(name: str, weight: np.ndarray, counts: np.ndarray | None) -> np.ndarray | None:
+    """Refuse a table that is not a non-empty 2-D float array and counts that cannot rank its rows."""
     if not hasattr(weight, "ndim") or weight.ndim != 2:
-        raise ValueError(f"field {name!r}: the table must be a 2-D array (features x dim), "
-                         f"got shape {getattr(weight, 'shape', None)}")
+        raise SaecError(f"field {name!r}: the table must be a 2-D array (features x dim), "
+                        f"got shape {getattr(weight, 'shape', None)}")
     if weight.dtype.kind != "f":
-        raise ValueError(f"field {name!r}: the table must hold floats, got {weight.dtype}")
-    if counts is not None:
-        if counts.ndim != 1 or len(counts) != weight.shape[0]:
-            raise ValueError(f"field {name!r}: {len(counts) if counts.ndim == 1 else counts.shape} counts "
-                             f"for a table of {weight.shape[0]} features")
-        if len(counts) and counts.min() < 0:
-            raise ValueError(f"field {name!r}: counts must be non-negative")
+        raise SaecError(f"field {name!r}: the table must hold floats, got {weight.dtype}")
+    if 0 in weight.shape:  # k-means on dim 0 dies in faiss with a floating-point exception
+        raise SaecError(f"field {name!r}: the table has shape {tuple(weight.shape)}; expected at least one "
+                        f"feature and dim >= 1")
+    if counts is None:
+        return None
+    return check_counts_array(f"field {name!r}", counts, weight.shape[0])
 
 
 def compress_field(name: str, weight: np.ndarray, counts: np.ndarray | None, cfg: SaecConfig) -> FieldCompression:
@@ -166,8 +172,7 @@ def compress_field(name: str, weight: np.ndarray, counts: np.ndarray | None, cfg
     ``counts`` are the features' frequencies; without them, feature ids are taken as frequency ranks
     (id 0 most frequent), which is how :class:`~saec.data.vocab.Vocabulary` numbers them.
     """
-    counts = None if counts is None else np.asarray(counts)
-    _check_table(name, weight, counts)
+    counts = _check_table(name, weight, counts)
     n, dim = weight.shape
     if n < cfg.min_features():
         return FieldCompression(FieldSize(name, n, dim))
@@ -180,7 +185,7 @@ def compress_field(name: str, weight: np.ndarray, counts: np.ndarray | None, cfg
     else:
         train, train_counts = np.asarray(weight), counts
     if not np.isfinite(train).all():
-        raise ValueError(f"field {name!r}: the table holds NaN or infinity")
+        raise SaecError(f"field {name!r}: the table holds NaN or infinity")
     result = kmeans(train.astype(np.float32, copy=False), cfg.k, cfg.init, cfg.niter, cfg.seed, counts=train_counts)
     cluster_s = time.perf_counter() - start
     start = time.perf_counter()
@@ -195,7 +200,7 @@ def compress_tables(tables: Mapping[str, np.ndarray], counts: Mapping[str, np.nd
     counts = counts or {}
     unknown = sorted(set(counts) - set(tables))
     if unknown:
-        raise ValueError(f"counts given for fields {unknown} that have no table; tables: {sorted(tables)[:10]}")
+        raise SaecError(f"counts given for fields {unknown} that have no table; tables: {sorted(tables)[:10]}")
     out = {}
     for name in tqdm(list(tables), desc="fields", disable=not progress, mininterval=1.0):
         out[name] = compress_field(name, tables[name], counts.get(name), cfg)

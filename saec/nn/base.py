@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from saec.config import check_bool, check_choice, check_counts_array, check_float, check_int  # noqa: F401
 from saec.errors import SaecError, SaecIndexError, SaecTypeError
 
 PRIME = 2**31 - 1
@@ -21,46 +22,14 @@ MAX_EMBEDDINGS = PRIME
 """Largest ``num_embeddings`` a compressed table accepts (ids must stay below :data:`PRIME`)."""
 
 
-# -- argument checks ------------------------------------------------------------------------------
-def check_int(name: str, value: Any, lo: int, hi: int | None = None) -> int:
-    """``value`` as an int in ``[lo, hi]``, else a ValueError naming ``name``."""
-    ok = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-    if not ok or value < lo or (hi is not None and value > hi):
-        allowed = f"in [{lo}, {hi}]" if hi is not None else f">= {lo}"
-        raise SaecError(f"{name} must be an integer {allowed}, got {value!r}")
-    return int(value)
-
-
-def check_float(name: str, value: Any, lo: float, hi: float) -> float:
-    """``value`` as a float in ``[lo, hi]``, else a ValueError naming ``name``."""
-    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
-    if not ok or not lo <= float(value) <= hi:
-        raise SaecError(f"{name} must be a number in [{lo}, {hi}], got {value!r}")
-    return float(value)
-
-
-def check_choice(name: str, value: Any, choices: tuple) -> Any:
-    """``value`` if it is one of ``choices``, else a ValueError naming ``name``."""
-    if value not in choices:
-        raise SaecError(f"{name} must be one of {choices}, got {value!r}")
-    return value
-
-
-def check_bool(name: str, value: Any) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise SaecError(f"{name} must be True or False, got {value!r}")
-    return bool(value)
-
-
+# -- argument checks (the shared ones live in saec.config) -----------------------------------
 def check_counts(counts: Any, num_embeddings: int) -> np.ndarray | None:
-    """Per-id observation counts as a float64 array of length ``num_embeddings`` (None passes through)."""
+    """Per-id observation counts as a float64 array of length ``num_embeddings`` (None passes through);
+    NaN, infinite or negative counts are refused naming the first such id and its value."""
     if counts is None:
         return None
-    arr = np.asarray(counts.detach().cpu() if isinstance(counts, torch.Tensor) else counts, dtype=np.float64)
-    if arr.shape != (num_embeddings,) or not np.isfinite(arr).all() or (arr < 0).any():
-        raise SaecError(f"counts must be {num_embeddings} finite non-negative numbers (one per id), "
-                         f"got shape {arr.shape}")
-    return arr
+    arr = counts.detach().cpu().numpy() if isinstance(counts, torch.Tensor) else counts
+    return check_counts_array("", arr, num_embeddings).astype(np.float64)
 
 
 # -- shared building blocks -----------------------------------------------------------------------

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from saec.config import check_bool, check_choice, check_float, check_int
 from saec.data.dataset import CTRData
 from saec.errors import SaecError
 from saec.train.metrics import auc, log_loss
@@ -55,13 +56,14 @@ class TrainConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        if self.optimizer not in OPTIMIZERS:
-            raise SaecError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
-        if not self.lr > 0:
-            raise SaecError(f"lr must be > 0, got {self.lr}")
-        for name in ("batch_size", "epochs", "patience"):
-            if getattr(self, name) < 1:
-                raise SaecError(f"{name} must be >= 1, got {getattr(self, name)}")
+        # types and ranges before any data is read or any model built
+        self.optimizer = check_choice("TrainConfig.optimizer", self.optimizer, OPTIMIZERS)
+        self.lr = check_float("TrainConfig.lr", self.lr, 0.0, lo_open=True)
+        self.batch_size = check_int("TrainConfig.batch_size", self.batch_size, 1)
+        self.epochs = check_int("TrainConfig.epochs", self.epochs, 1)
+        self.patience = check_int("TrainConfig.patience", self.patience, 0)
+        self.seed = check_int("TrainConfig.seed", self.seed, 0)
+        self.progress = check_bool("TrainConfig.progress", self.progress)
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
