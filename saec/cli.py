@@ -4,8 +4,12 @@
     saec data info  DATA-OPTIONS      print the fields, vocabularies and splits of a data set
     saec train      DATA-OPTIONS      train a CTR model, evaluate it, save it
     saec run        DATA-OPTIONS      the Saec flow: train -> compress -> retrain -> evaluate
-    saec compress   --tables DIR | --model FILE --out OUT   compress embedding tables with Saec
-    saec evaluate   MODEL DATA-OPTIONS evaluate a saved model on a split
+    saec compress   --tables DIR | --model DIR | --state-dict FILE --out DIR   compress embedding tables
+    saec evaluate   MODEL DATA-OPTIONS evaluate a saved model (a folder, e.g. runs/x/model) on a split
+
+Every output is a folder saec writes whole (renamed into place) with a checksummed manifest
+(:mod:`saec.artifact`); an existing one is replaced only with ``--overwrite`` and only if saec wrote it, and
+never one that is, holds or lies inside an input. This is checked before any work starts.
     saec stream     [--preset P]      train hour by hour on the synthetic trace (Saec's streaming setting)
 """
 
@@ -25,7 +29,7 @@ from saec.data.tabular import TableSpec, load_spec, parse_fields, tabular_ctr
 from saec.data.task import CTRTask
 from saec.data.vocab import Vocabulary
 from saec.data.schema import Schema
-from saec.errors import SaecError, SaecFileExistsError, SaecFileNotFoundError
+from saec.errors import SaecError, SaecFileNotFoundError
 from saec.text import text_table
 
 
@@ -115,11 +119,43 @@ def _train_setup(args: argparse.Namespace):
     return cfg, task, tuple(_int(h, "--hidden") for h in args.hidden.split(",") if h)
 
 
+def _data_inputs(args: argparse.Namespace) -> list[Path]:
+    """The files and folders a training command reads (its output may not overlap them)."""
+    inputs = [p for p in (args.table, args.config) if p is not None]
+    if args.config is not None and args.config.is_file():
+        inputs.append(load_spec(args.config).path)
+    if args.dataset:
+        inputs.append(movielens.data_path(args.dataset))
+    return inputs
+
+
+def _check_out(args: argparse.Namespace, inputs: list[Path | None]) -> None:
+    """The output rule, before any work (:func:`saec.artifact.check_output`)."""
+    from saec.artifact import check_output
+
+    if args.out is not None:
+        check_output(args.out, inputs=inputs, overwrite=args.overwrite)
+
+
+def _write_run(args: argparse.Namespace, inputs: list[Path], models: dict, vocabs: dict, extra: dict) -> Path:
+    """A run folder: one saved model folder per entry of ``models`` and metrics.json, under one manifest."""
+    from saec.artifact import json_bytes, write_file, write_folder
+    from saec.io import save_model
+
+    def fill(tmp: Path) -> None:
+        for name, model in models.items():
+            save_model(tmp / name, model, vocabs, extra)
+        write_file(tmp / "metrics.json", json_bytes(extra))
+
+    return write_folder(args.out, "saec-run", fill, overwrite=args.overwrite, inputs=inputs)
+
+
 def cmd_train(args: argparse.Namespace) -> None:
-    from saec.io import save_model, write_json
     from saec.models import build_model
     from saec.train.loop import evaluate, fit
 
+    inputs = _data_inputs(args)
+    _check_out(args, inputs)
     cfg, task, hidden = _train_setup(args)
     model = build_model(args.model, task.schema, task.num_embeddings, hidden=hidden, seed=args.seed)
     history = fit(model, task.train, task.valid, cfg)
@@ -134,9 +170,8 @@ def cmd_train(args: argparse.Namespace) -> None:
     if args.out:
         extra = {"task": task.name, "results": results, "history": history.to_dict(), "train_config": vars(cfg),
                  "versions": {"saec": __version__, "torch": str(torch.__version__), "python": platform.python_version()}}
-        path = save_model(args.out / "model.pt", model, task.vocabs, extra)
-        write_json(args.out / "metrics.json", extra)
-        print(f"\nsaved {path} and {args.out / 'metrics.json'}")
+        path = _write_run(args, inputs, {"model": model}, task.vocabs, extra)
+        print(f"\nsaved {path / 'model'} and {path / 'metrics.json'}")
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
@@ -228,8 +263,8 @@ def cmd_compress(args: argparse.Namespace) -> None:
         raise SaecError(f"give exactly one of --tables DIR, --model FILE or --state-dict FILE (got {sources or 'none'})")
     if (args.names is None) != (args.state_dict is None):
         raise SaecError("--state-dict needs --names (which keys are embedding tables), and --names needs --state-dict")
-    if args.out.exists() and not args.overwrite:
-        raise SaecFileExistsError(f"{args.out} exists; choose another --out or pass --overwrite to replace it")
+    inputs = [args.tables, args.model, args.state_dict]
+    _check_out(args, inputs)
     start = time.perf_counter()
     if args.tables is not None:
         from saec.cluster.saec import compress_tables
@@ -242,7 +277,7 @@ def cmd_compress(args: argparse.Namespace) -> None:
         tables, counts = load_dump(args.tables)
         fields = compress_tables(tables, counts, cfg, progress=not args.quiet)
         print(text_table(_size_rows(fields)))
-        path = save_compressed(args.out, fields, tables, cfg, overwrite=args.overwrite)
+        path = save_compressed(args.out, fields, tables, cfg, overwrite=args.overwrite, inputs=inputs)
     elif args.model is not None:
         from saec.compression import CLUSTERING, compress
         from saec.io import load_model, save_model
@@ -253,10 +288,10 @@ def cmd_compress(args: argparse.Namespace) -> None:
         min_rows = args.min_rows if args.min_rows is not None else 1 if args.method in CLUSTERING else 1000
         compressed, report = compress(model, args.method, counts=counts, min_rows=min_rows, **settings)
         print(report)
-        path = save_model(args.out, compressed, vocabs, {**extra, "compression": report.to_dict()})
+        path = save_model(args.out, compressed, vocabs, {**extra, "compression": report.to_dict()},
+                          overwrite=args.overwrite, inputs=inputs)
     else:
-        from saec.compression import compress_state_dict
-        from saec.io import atomic_write
+        from saec.compression import compress_state_dict, save_tables
 
         settings = _compression_settings(args)
         state = _read_state_dict(args.state_dict)
@@ -264,7 +299,7 @@ def cmd_compress(args: argparse.Namespace) -> None:
             raise SaecError("--min-rows does not apply to --state-dict: every table --names names is compressed")
         record, report = compress_state_dict(state, [n for n in args.names.split(",") if n], args.method, **settings)
         print(report)
-        path = atomic_write(args.out, lambda f: torch.save(record, f))
+        path = save_tables(args.out, record, overwrite=args.overwrite, inputs=inputs)
     print(f"\ncompressed in {time.perf_counter() - start:.1f} s; wrote {path}")
 
 
@@ -283,9 +318,10 @@ def _read_state_dict(path: Path) -> dict:
 
 
 def cmd_run(args: argparse.Namespace) -> None:
-    from saec.io import save_model, write_json
     from saec.pipeline.flow import run_saec
 
+    inputs = _data_inputs(args)
+    _check_out(args, inputs)
     cfg, task, hidden = _train_setup(args)
     result = run_saec(task, _saec_config(args), cfg, args.model, hidden, args.grad_mode,
                       retrain_targets=args.retrain_on)
@@ -309,10 +345,8 @@ def cmd_run(args: argparse.Namespace) -> None:
     if args.out:
         extra = {"task": task.name, "metrics": result.metrics, "timing": result.timing, "saec": vars(_saec_config(args)),
                  "ratio": sizes.ratio, "history": result.history.to_dict()}
-        save_model(args.out / "model.pt", result.model, task.vocabs, extra)
-        save_model(args.out / "saec.pt", result.compressed, task.vocabs, extra)
-        write_json(args.out / "metrics.json", extra)
-        print(f"saved {args.out / 'model.pt'} (full), {args.out / 'saec.pt'} (compressed) and metrics.json")
+        path = _write_run(args, inputs, {"model": result.model, "saec": result.compressed}, task.vocabs, extra)
+        print(f"saved {path / 'model'} (full), {path / 'saec'} (compressed) and {path / 'metrics.json'}")
 
 
 SAEC_DEFAULTS = {"k": 100, "top_n": None, "vanilla": False, "init": "kmeans++", "niter": 25}
@@ -341,7 +375,9 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     m.add_argument("--epochs", type=int, default=10, help="most epochs; early stopping on valid AUC (10)")
     m.add_argument("--patience", type=int, default=2, help="epochs without improvement before stopping (2)")
     m.add_argument("--seed", type=int, default=0, help="(0)")
-    m.add_argument("--out", type=Path, help="folder to write the model file(s) and metrics.json to")
+    m.add_argument("--out", type=Path, help="run folder to write: model/ (run: also saec/, compressed) and "
+                   "metrics.json")
+    m.add_argument("--overwrite", action="store_true", help="replace an existing --out that saec wrote")
     m.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -381,15 +417,16 @@ def build_parser() -> argparse.ArgumentParser:
                                         "(a parameter-server dump)")
     src = p.add_argument_group("input and output (one of --tables, --model, --state-dict)")
     src.add_argument("--tables", type=Path, help="folder with NAME.npy (features x dim) and optional NAME.counts.npy")
-    src.add_argument("--model", type=Path, help="model.pt written by `saec train` (counts come from its vocabularies)")
+    src.add_argument("--model", type=Path, help="a saved model folder, e.g. runs/x/model written by `saec train` "
+                     "(counts come from its vocabularies)")
     src.add_argument("--state-dict", type=Path, help="a file saved with torch.save(model.state_dict()) (read with "
                      "weights_only=True); --names says which keys are tables; row order is taken as frequency order")
     src.add_argument("--names", help="comma-separated glob patterns of the --state-dict keys that are embedding "
                      "tables, e.g. 'emb.*.weight'")
     src.add_argument("--out", type=Path, required=True,
-                     help="output folder (--tables) or file (--model: a saec model; --state-dict: the compressed "
-                          "state_dict with a record of each table)")
-    src.add_argument("--overwrite", action="store_true", help="replace an existing output")
+                     help="output folder (--tables: codebooks and masks as .npy; --model: a saved model; "
+                          "--state-dict: the compressed state_dict with a record of each table)")
+    src.add_argument("--overwrite", action="store_true", help="replace an existing --out that saec wrote")
     src.add_argument("--seed", type=int, default=0, help="seed of the k-means initialisation (0)")
     src.add_argument("--quiet", action="store_true", help="no progress bar")
     how = p.add_argument_group("method (--model and --state-dict)")
@@ -416,7 +453,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_stream)
 
     p = sub.add_parser("evaluate", help="AUC and log loss of a saved model on a split of its data set")
-    p.add_argument("model", type=Path, help="model.pt written by `saec train`")
+    p.add_argument("model", type=Path, help="a saved model folder, e.g. runs/x/model written by `saec train`")
     p.add_argument("--split", choices=["train", "valid", "test"], default="test", help="(test)")
     _add_data_options(p)
     p.set_defaults(func=cmd_evaluate)

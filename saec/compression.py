@@ -25,6 +25,7 @@ import fnmatch
 import inspect
 from dataclasses import asdict, dataclass, field
 from numbers import Real
+from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
@@ -400,11 +401,11 @@ def compress_state_dict(state: Mapping[str, torch.Tensor], names: Sequence[str],
     the glob patterns ``names``: each matching ``PATH.weight`` is taken as an ``nn.Embedding`` at ``PATH``,
     and every table named is compressed (``tables=`` of :func:`compress`), or it is an error.
 
-    Returns a record (plain data and tensors, loadable with ``weights_only=True``): ``state_dict`` holds the
-    other entries unchanged and each table's compressed entries under its path (``PATH.codebook``,
-    ``PATH.mask`` for Saec: what ``saec.compress(model).state_dict()`` holds for an ``nn.Embedding`` model),
-    and ``tables`` what :func:`load_tables` rebuilds each table from. Row order is taken as frequency order
-    unless ``counts`` (by path) are given.
+    Returns a record (plain data and tensors) that :func:`save_tables` writes as an artifact folder:
+    ``state_dict`` holds the other entries unchanged and each table's compressed entries under its path
+    (``PATH.codebook``, ``PATH.mask`` for Saec: what ``saec.compress(model).state_dict()`` holds for an
+    ``nn.Embedding`` model), and ``tables`` what :func:`load_tables` rebuilds each table from. Row order is
+    taken as frequency order unless ``counts`` (by path) are given.
     """
     keys = table_keys(state, names)
     holder = nn.Module()
@@ -436,21 +437,75 @@ def compress_state_dict(state: Mapping[str, torch.Tensor], names: Sequence[str],
     return record, report
 
 
-def load_tables(record: Mapping[str, Any]) -> dict[str, CompressedEmbedding]:
-    """The compressed tables of a :func:`compress_state_dict` record, by path, with their weights loaded."""
+def save_tables(path: str | Path, record: Mapping[str, Any], *, overwrite: bool = False,
+                inputs: Iterable[str | Path | None] = ()) -> Path:
+    """Write a :func:`compress_state_dict` record as the artifact folder ``path`` (:mod:`saec.artifact`):
+    ``state_dict.safetensors`` (the entries by key) and ``tables.json`` (the table records and the report),
+    with the SHA-256 of each in ``manifest.json``. Replaces an existing folder only as
+    :func:`saec.artifact.check_output` allows."""
+    from saec.artifact import json_bytes, tensor_bytes, write_file, write_folder
+
+    _check_record(record, "the record")
+    info = {"tables": record["tables"], "report": record.get("report", {})}
+
+    def fill(tmp: Path) -> None:
+        write_file(tmp / "tables.json", json_bytes(info))
+        write_file(tmp / "state_dict.safetensors", tensor_bytes(record["state_dict"]))
+
+    return write_folder(path, STATE_DICT_FORMAT, fill, {"record_version": STATE_DICT_VERSION},
+                        overwrite=overwrite, inputs=inputs)
+
+
+def _check_record(record: Any, where: str) -> None:
     if not isinstance(record, Mapping) or record.get("format") != STATE_DICT_FORMAT:
-        raise SaecError(f"not a {STATE_DICT_FORMAT} record")
+        raise SaecError(f"{where}: not a {STATE_DICT_FORMAT} record")
     if record.get("version") != STATE_DICT_VERSION:
-        raise SaecError(f"{STATE_DICT_FORMAT} version {record.get('version')!r} is not supported "
+        raise SaecError(f"{where}: {STATE_DICT_FORMAT} version {record.get('version')!r} is not supported "
                         f"(want {STATE_DICT_VERSION})")
+    if not isinstance(record.get("tables"), Mapping) or not isinstance(record.get("state_dict"), Mapping):
+        raise SaecError(f"{where}: 'tables' and 'state_dict' must be mappings")
+
+
+def read_tables(path: str | Path) -> dict[str, Any]:
+    """The :func:`compress_state_dict` record saved by :func:`save_tables` at ``path``, every file verified."""
+    from saec.artifact import MANIFEST, read_artifact
+
+    art = read_artifact(path, STATE_DICT_FORMAT, "compressed state_dict")
+    art.need(["tables.json", "state_dict.safetensors"])
+    if art.meta("record_version", int) != STATE_DICT_VERSION:
+        raise SaecError(f"{art.path(MANIFEST)}: record_version {art.manifest['record_version']!r} is not "
+                        f"supported (want {STATE_DICT_VERSION})")
+    info = art.json("tables.json")
+    if not isinstance(info, dict) or not isinstance(info.get("tables"), dict) or "report" not in info:
+        raise SaecError(f"{art.path('tables.json')}: expected an object with 'tables' and 'report'")
+    return {"format": STATE_DICT_FORMAT, "version": STATE_DICT_VERSION, "tables": info["tables"],
+            "state_dict": art.tensors("state_dict.safetensors"), "report": info["report"], "_path": art.folder}
+
+
+def load_tables(record: Mapping[str, Any] | str | Path) -> dict[str, CompressedEmbedding]:
+    """The compressed tables of a :func:`compress_state_dict` record (or of the folder :func:`save_tables`
+    wrote), by path, with their weights loaded: each table's entries must be exactly the keys, shapes and
+    dtypes its record rebuilds, without NaN, its masks and id buffers in range."""
+    from saec.artifact import check_ranges, check_state
+
+    if isinstance(record, (str, Path)):
+        record = read_tables(record)
+    where = str(record.get("_path", "the record")) if isinstance(record, Mapping) else "the record"
+    _check_record(record, where)
     out = {}
     state = record["state_dict"]
     for path, t in record["tables"].items():
-        if t.get("method") not in METHODS:
-            raise SaecError(f"table {path!r}: unknown method {t.get('method')!r}")
-        table = METHODS[t["method"]].cls.from_config(t["rows"], t["dim"], t["config"])
+        if not isinstance(t, Mapping) or t.get("method") not in METHODS:
+            raise SaecError(f"{where}: table {path!r}: unknown method {t.get('method') if isinstance(t, Mapping) else t!r}")
+        try:
+            table = METHODS[t["method"]].cls.from_config(t["rows"], t["dim"], t["config"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise SaecError(f"{where}: table {path!r}: cannot rebuild it from {dict(t)!r:.200}: {e}") from None
         prefix = path + "."
-        table.load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
+        entries = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        check_state(where, entries, table.state_dict(), f"entry of {path!r}")
+        table.load_state_dict(entries)
+        check_ranges(where, table)
         table.name = path
         out[path] = table
     return out
@@ -492,4 +547,4 @@ def compress_model(model: nn.Module, counts: Mapping[str, np.ndarray] | None, cf
 
 
 __all__ = ["CLUSTERING", "CompressionReport", "TableReport", "compress", "compress_model", "compress_state_dict",
-           "count_ids", "find_tables", "load_tables", "table_keys"]
+           "count_ids", "find_tables", "load_tables", "read_tables", "save_tables", "table_keys"]

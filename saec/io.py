@@ -1,15 +1,22 @@
-"""Files on disk: atomic writes and the saved-model format.
+"""Files on disk: atomic writes of single files, and the saved-model artifact.
 
-A saved model is one file written by ``torch.save`` to a temporary name and renamed into place, so a
-crash never leaves half a file. It holds plain data only (loadable with ``weights_only=True``): the
-``build_model`` configuration, the schema, every field's vocabulary, the ``state_dict``, and for every
-field whose table is not the default ``nn.Embedding`` what rebuilds it before the weights are loaded:
+A saved model is an artifact folder (:mod:`saec.artifact`: a ``manifest.json`` with the SHA-256 of every
+file, written under a temporary name and renamed into place) holding
 
-``{"kind": "method", "method", "features", "config"}`` for a table of any method in
-:data:`saec.nn.registry.METHODS` (Saec's included), ``config`` being the table's
-:meth:`~saec.nn.base.CompressedEmbedding.config`.
+* ``tensors.safetensors``: the ``state_dict`` (keys ``state_dict/KEY``) and each field's vocabulary counts
+  (``vocab_counts/FIELD``, int64);
+* ``model.json``: the :func:`saec.models.build_model` configuration, the schema, ``extra``, and for every
+  field whose table is not the default ``nn.Embedding`` what rebuilds it before the weights are loaded:
+  ``{"kind": "method", "method", "features", "config"}`` for a table of any method in
+  :data:`saec.nn.registry.METHODS` (Saec's included), ``config`` being the table's
+  :meth:`~saec.nn.base.CompressedEmbedding.config`;
+* ``vocabs.json``: each field's vocabulary values, ``min_count`` and pending values (no pickle anywhere).
 
-Files are written with the permissions a newly created file normally gets (``0o666`` less the umask).
+:func:`load_model` verifies every checksum first, then that the configuration rebuilds exactly the tensors'
+keys, shapes and dtypes, that no float holds NaN, that masks and id buffers lie in range and that each
+vocabulary has as many values and counts as its field's table has rows.
+
+Files and folders are written with the permissions new ones normally get (``0o666`` / ``0o777`` less the umask).
 """
 
 from __future__ import annotations
@@ -18,9 +25,12 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
-from saec.errors import SaecError, SaecFileNotFoundError, SaecTypeError
+import numpy as np
+
+from saec.artifact import json_bytes, read_artifact, tensor_bytes, umask, write_file, write_folder
+from saec.errors import SaecError, SaecTypeError
 
 if TYPE_CHECKING:  # torch is imported where models are written or read, so atomic writes need none of it
     from torch import nn
@@ -29,14 +39,7 @@ if TYPE_CHECKING:  # torch is imported where models are written or read, so atom
     from saec.data.vocab import Vocabulary
 
 FORMAT = "saec-model"
-VERSION = 1
-
-
-def umask() -> int:
-    """The process's file-creation mask (read without changing it for longer than the call)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+MODEL_FILES = ("model.json", "tensors.safetensors", "vocabs.json")
 
 
 def atomic_write(path: str | Path, write: Callable[[Any], None], binary: bool = True) -> Path:
@@ -46,7 +49,7 @@ def atomic_write(path: str | Path, write: Callable[[Any], None], binary: bool = 
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".saec-tmp")
     try:
         os.fchmod(fd, 0o666 & ~umask())
         with os.fdopen(fd, "wb" if binary else "w") as f:
@@ -71,23 +74,36 @@ def write_json(path: str | Path, obj: Any) -> Path:
 
 
 def save_model(path: str | Path, model: nn.Module, vocabs: dict[str, Vocabulary],
-               extra: dict[str, Any] | None = None) -> Path:
-    """Write a trained CTR model (built by :func:`saec.models.build_model`) with its vocabularies."""
+               extra: dict[str, Any] | None = None, *, overwrite: bool = False,
+               inputs: Iterable[str | Path | None] = ()) -> Path:
+    """Write a trained CTR model (built by :func:`saec.models.build_model`) with its vocabularies as the
+    artifact folder ``path``; an existing one is replaced only with ``overwrite`` and only if saec wrote it
+    (:func:`saec.artifact.check_output`), never when it overlaps one of ``inputs``."""
     import torch
     from torch import nn
 
     schema = model.embeddings.schema
     if set(vocabs) != set(schema.names):
         raise SaecError(f"vocabularies for {sorted(vocabs)} do not match the model's fields {schema.names}")
+    for name, v in vocabs.items():
+        if len(v) != model.config["num_embeddings"][name]:
+            raise SaecError(f"field {name!r}: the vocabulary has {len(v)} values but the model's table "
+                            f"{model.config['num_embeddings'][name]} rows")
     compressed = {name: _describe(name, t) for name, t in model.embeddings.tables.items()
                   if type(t) is not nn.Embedding}
-    payload = {
-        "format": FORMAT, "version": VERSION, "config": model.config, "schema": schema.to_dict(),
-        "tables": compressed,
-        "vocabs": {n: v.to_dict() for n, v in vocabs.items()}, "state_dict": model.state_dict(),
-        "extra": extra or {},
-    }
-    return atomic_write(path, lambda f: torch.save(payload, f))
+    info = {"config": model.config, "schema": schema.to_dict(), "tables": compressed, "extra": extra or {}}
+    vocab_json, tensors = {}, {f"state_dict/{k}": v for k, v in model.state_dict().items()}
+    for n, v in vocabs.items():
+        d = v.to_dict()
+        tensors[f"vocab_counts/{n}"] = torch.as_tensor(np.asarray(d.pop("counts"), dtype=np.int64))
+        vocab_json[n] = d
+
+    def fill(tmp: Path) -> None:
+        write_file(tmp / "model.json", json_bytes(info))
+        write_file(tmp / "vocabs.json", json_bytes(vocab_json))
+        write_file(tmp / "tensors.safetensors", tensor_bytes(tensors))
+
+    return write_folder(path, FORMAT, fill, overwrite=overwrite, inputs=inputs)
 
 
 def _describe(name: str, table: "nn.Module") -> dict[str, Any]:
@@ -124,40 +140,78 @@ def _rebuild(path: Path, name: str, t: Any, schema: "Schema") -> "nn.Module":
     raise SaecError(f"{path}: field {name!r} has an unknown table kind {t.get('kind')!r}")
 
 
+def _field(path: Path, d: Any, key: str, types: type | tuple[type, ...]) -> Any:
+    if not isinstance(d, dict) or key not in d:
+        raise SaecError(f"{path}: field {key!r} is missing")
+    if not isinstance(d[key], types):
+        raise SaecError(f"{path}: field {key!r} is {d[key]!r:.100}, not of the expected type")
+    return d[key]
+
+
 def load_model(path: str | Path) -> tuple["nn.Module", dict[str, "Vocabulary"], dict[str, Any]]:
-    """Read a file written by :func:`save_model`: ``(model, vocabs, extra)``."""
+    """Read a model folder written by :func:`save_model`: ``(model, vocabs, extra)``; every file is verified
+    before it is used (see the module docstring)."""
     import torch
 
+    from saec.artifact import check_ranges, check_state
     from saec.data.schema import Schema
     from saec.data.vocab import Vocabulary
     from saec.models import build_model  # models import io-free modules only; keep io importable alone
 
-    path = Path(path)
-    if not path.is_file():
-        raise SaecFileNotFoundError(f"no saved model at {path}")
+    art = read_artifact(path, FORMAT, "saved model")
+    art.need(MODEL_FILES)
+    path, mpath, vpath, tpath = art.folder, *(art.path(n) for n in MODEL_FILES)
+    info = art.json("model.json")
+    cfg = dict(_field(mpath, info, "config", dict))
+    schema_d = _field(mpath, info, "schema", dict)
+    tables = _field(mpath, info, "tables", dict)
+    extra = _field(mpath, info, "extra", dict)
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises many kinds for a damaged file
-        raise SaecError(f"{path} is not a readable saec model file (damaged or not written by saec: {type(e).__name__})") from None
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise SaecError(f"{path} is not a saec model file")
-    if payload.get("version") != VERSION:
-        raise SaecError(f"{path}: model file version {payload.get('version')} is not supported (want {VERSION})")
-    cfg = dict(payload["config"])
-    schema = Schema.from_dict(payload["schema"])
-    tables = payload.get("tables", {})
-    if not isinstance(tables, dict):
-        raise SaecError(f"{path}: damaged table records (a {type(tables).__name__}, not a dict by field)")
+        schema = Schema.from_dict(schema_d)
+    except (TypeError, ValueError) as e:
+        raise SaecError(f"{mpath}: damaged schema: {e}") from None
+    name = _field(mpath, cfg, "name", str)
+    sizes = _field(mpath, cfg, "num_embeddings", dict)
+    if set(sizes) != set(schema.names) or not all(isinstance(n, int) and not isinstance(n, bool) and n > 0
+                                                   for n in sizes.values()):
+        raise SaecError(f"{mpath}: num_embeddings {sizes!r:.200} does not give a positive row count for each of "
+                        f"the schema's fields {schema.names}")
+    tensors = art.tensors("tensors.safetensors")
+    state = {k[len("state_dict/"):]: v for k, v in tensors.items() if k.startswith("state_dict/")}
+    counts = {k[len("vocab_counts/"):]: v for k, v in tensors.items() if k.startswith("vocab_counts/")}
+    if len(state) + len(counts) != len(tensors):
+        raise SaecError(f"{tpath}: holds tensors other than state_dict/* and vocab_counts/*")
+    vocab_d = art.json("vocabs.json")
+    if not isinstance(vocab_d, dict) or set(vocab_d) != set(schema.names) or set(counts) != set(schema.names):
+        raise SaecError(f"{vpath}: vocabularies {sorted(vocab_d) if isinstance(vocab_d, dict) else vocab_d!r:.100} "
+                        f"and counts {sorted(counts)} do not match the schema's fields {schema.names}")
+    vocabs = {}
+    for n, d in vocab_d.items():
+        c = counts[n]
+        if c.dtype != torch.int64 or c.dim() != 1 or (c.numel() and int(c.min()) < 0):
+            raise SaecError(f"{tpath}: vocab_counts/{n} is {c.dtype} {tuple(c.shape)}; expected non-negative "
+                            f"int64 counts")
+        values = _field(vpath, d, "values", list)
+        if len(values) != sizes[n] or len(c) != sizes[n]:
+            raise SaecError(f"{vpath}: field {n!r} has {len(values)} values and {len(c)} counts, but its table "
+                            f"{sizes[n]} rows")
+        try:
+            vocabs[n] = Vocabulary.from_dict({**d, "counts": c.numpy()})
+        except (KeyError, TypeError, ValueError) as e:
+            raise SaecError(f"{vpath}: field {n!r}: damaged vocabulary ({type(e).__name__}: {e})") from None
     # non-default fields are rebuilt first and handed to the model, so no full table is allocated for them
     # (a compressed 1e8-feature field would otherwise cost its float32 table just to be thrown away)
-    rebuilt = {name: _rebuild(path, name, t, schema) for name, t in tables.items()}
+    rebuilt = {n: _rebuild(mpath, n, t, schema) for n, t in tables.items()}
+    for n, t in rebuilt.items():
+        if t.num_embeddings != sizes[n]:
+            raise SaecError(f"{mpath}: field {n!r}: its table record has {t.num_embeddings} rows, num_embeddings "
+                            f"says {sizes[n]}")
+    cfg.pop("name"), cfg.pop("num_embeddings")
     try:
-        model = build_model(cfg.pop("name"), schema, cfg.pop("num_embeddings"), **cfg, tables=rebuilt)
-    except ValueError as e:
-        raise SaecError(f"{path}: the model it describes cannot be built: {e}") from None
-    try:
-        model.load_state_dict(payload["state_dict"])
-    except RuntimeError as e:
-        raise SaecError(f"{path}: weights do not fit the model they describe: {e}") from None
-    vocabs = {n: Vocabulary.from_dict(d) for n, d in payload["vocabs"].items()}
-    return model, vocabs, payload.get("extra", {})
+        model = build_model(name, schema, sizes, **cfg, tables=rebuilt)
+    except (TypeError, ValueError) as e:
+        raise SaecError(f"{mpath}: the model it describes cannot be built: {e}") from None
+    check_state(tpath, state, model.state_dict(), "state_dict entry")
+    model.load_state_dict(state)
+    check_ranges(tpath, model)
+    return model, vocabs, extra

@@ -209,21 +209,22 @@ def test_named_tables_are_compressed_whatever_their_size_and_no_others(trained):
 
 def test_command_line_compresses_a_saved_state_dict(trained, tmp_path, capsys):
     from saec.cli import main
-    from saec.compression import load_tables
+    from saec.compression import load_tables, read_tables
 
     torch.save(trained.state_dict(), tmp_path / "sd.pt")
-    out = tmp_path / "small.pt"
+    out = tmp_path / "small"
     rc = main(["compress", "--state-dict", str(tmp_path / "sd.pt"), "--names", "history.weight,tables.item.weight",
                "--out", str(out), "--method", "int8"])
     printed = capsys.readouterr().out
     assert rc == 0 and "history" in printed and "int8" in printed
-    record = torch.load(out, weights_only=True)
-    tables = load_tables(record)
+    record = read_tables(out)
+    tables = load_tables(out)
     assert set(tables) == {"history", "tables.item"}
     assert "mlp.0.weight" in record["state_dict"] and "cities.0.weight" in record["state_dict"]
     ids = torch.arange(100)
     assert (tables["tables.item"](ids) - trained.tables["item"](ids)).abs().max() < 0.02
-    assert (out.stat().st_mode & 0o777) == 0o666 & ~_umask()
+    assert (out.stat().st_mode & 0o777) == 0o777 & ~_umask()
+    assert ((out / "tables.json").stat().st_mode & 0o777) == 0o666 & ~_umask()
     # a user's mistake is one line, exit 2, before any work
     assert main(["compress", "--state-dict", str(tmp_path / "sd.pt"), "--names", "mlp.0.bias", "--out",
                  str(tmp_path / "x.pt")]) == 2

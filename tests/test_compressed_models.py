@@ -1,12 +1,16 @@
 """CTR models whose fields use the registry's methods: building at a ratio, training, saving, and the
 MEmCom analyses (unique embeddings, App. A.4; lower precision, App. A.2)."""
 
+import json
+import shutil
+
 import numpy as np
 import pytest
 import torch
 
 from saec.data import Field, Schema
 from saec.data.vocab import OOV_ID, Vocabulary
+from saec.artifact import reseal
 from saec.io import load_model, save_model
 from saec.models import build_compressed_model, large_fields
 from saec.nn.clustered import ClusteredEmbedding
@@ -93,12 +97,14 @@ def test_clustered_tables_still_save_beside_method_tables(tmp_path):
 def test_damaged_and_mismatched_table_records(tmp_path):
     model = model_for("memcom")
     path = save_model(tmp_path / "m.pt", model, VOCABS)
-    payload = torch.load(path, weights_only=True)
+    payload = json.loads((path / "model.json").read_text())
 
-    def broken(edit, name):
-        p = {**payload, "tables": {k: dict(v) for k, v in payload["tables"].items()}}
+    def broken(edit, name, tables=None):  # a model folder whose model.json is edited and whose manifest agrees
+        p = {**payload, "tables": {k: dict(v) for k, v in payload["tables"].items()} if tables is None else tables}
         edit(p["tables"])
-        torch.save(p, tmp_path / name)
+        shutil.copytree(path, tmp_path / name)
+        (tmp_path / name / "model.json").write_text(json.dumps(p))
+        reseal(tmp_path / name)
         return tmp_path / name
 
     cases = [
@@ -109,12 +115,11 @@ def test_damaged_and_mismatched_table_records(tmp_path):
         (lambda t: t["user"].update(kind="pruned"), "unknown table kind 'pruned'"),
         (lambda t: t.update(age={"kind": "method"}), "field 'age'.*schema does not have"),
         (lambda t: t["user"].update(method="hashing"), "field 'user': cannot rebuild.*'bias'"),
-        (lambda t: t["item"].update(config={**t["item"]["config"], "num_buckets": 3}), "weights do not fit"),
+        (lambda t: t["item"].update(config={**t["item"]["config"], "num_buckets": 3}),
+         "the saved configuration rebuilds"),
     ]
-    p = {**payload, "tables": ["user"]}
-    torch.save(p, tmp_path / "list.pt")
-    with pytest.raises(ValueError, match="damaged table records"):
-        load_model(tmp_path / "list.pt")
+    with pytest.raises(ValueError, match="field 'tables' is \\['user'\\], not of the expected type"):
+        load_model(broken(lambda t: None, "list.pt", tables=["user"]))
     for i, (edit, message) in enumerate(cases):
         with pytest.raises(ValueError, match=message):
             load_model(broken(edit, f"b{i}.pt"))

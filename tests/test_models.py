@@ -1,4 +1,6 @@
 import numpy as np
+import shutil
+
 import pytest
 import torch
 from torch import nn
@@ -91,8 +93,10 @@ def test_save_load_round_trip_and_damaged_file(ml100k, tmp_path):
         assert k == k2 and torch.equal(v, v2)
     assert not list(tmp_path.glob(".*tmp"))  # no temporary left behind
     damaged = tmp_path / "damaged.pt"
-    damaged.write_bytes(path.read_bytes()[: 1000])
-    with pytest.raises(ValueError, match="not a readable saec model"):
+    shutil.copytree(path, damaged)
+    tensors = damaged / "tensors.safetensors"
+    tensors.write_bytes(tensors.read_bytes()[: 1000])
+    with pytest.raises(ValueError, match="tensors.safetensors has 1,000 bytes.*damaged or replaced"):
         load_model(damaged)
     with pytest.raises(FileNotFoundError):
         load_model(tmp_path / "missing.pt")

@@ -49,10 +49,10 @@ def test_bring_your_own_csv_from_the_command_line(tmp_path, capsys):
                "--multi", "tags:|", "--time", "ts", "--dims", "user:8", "--epochs", "3", "--lr", "0.05",
                "--quiet", "--out", str(tmp_path / "run")])
     out = capsys.readouterr().out
-    assert rc == 0 and "test" in out and (tmp_path / "run" / "model.pt").is_file()
+    assert rc == 0 and "test" in out and (tmp_path / "run" / "model" / "manifest.json").is_file()
     test_auc = float(next(line.split()[2] for line in out.splitlines() if line.startswith("test")))
     assert test_auc > 0.75  # the rule behind the labels is learnable
-    rc = main(["evaluate", str(tmp_path / "run" / "model.pt"), "--table", str(tmp_path / "log.csv"),
+    rc = main(["evaluate", str(tmp_path / "run" / "model"), "--table", str(tmp_path / "log.csv"),
                "--label", "click", "--fields", "user,tags,city", "--multi", "tags:|", "--time", "ts"])
     assert rc == 0 and '"auc"' in capsys.readouterr().out
 
