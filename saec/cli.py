@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 from saec import __version__
+from saec.config import check_int
 from saec.data import movielens
 from saec.data.tabular import TableSpec, load_spec, parse_fields, tabular_ctr
 from saec.data.task import CTRTask
@@ -40,6 +41,8 @@ def _pairs(text: str, what: str) -> dict[str, str]:
         name, sep, value = item.partition(":")
         if not sep or not name:
             raise SaecError(f"{what}: expected NAME:VALUE items, got {item!r}")
+        if name in out:
+            raise SaecError(f"{what}: {name!r} is given twice ({out[name]!r} and {value!r})")
         out[name] = value
     return out
 
@@ -66,9 +69,13 @@ def _add_data_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--fields", help="comma-separated categorical columns of --table")
     g.add_argument("--multi", default="", help="multi-valued columns and separators, e.g. 'tags:|,genres: '")
     g.add_argument("--dims", default="", help="per-field embedding dims, e.g. 'user:32,item:32'")
-    g.add_argument("--dim", type=int, default=16, help="default embedding dim for --table fields (16)")
+    g.add_argument("--dim", type=int, help="default embedding dim for --table fields (16)")
     g.add_argument("--time", help="time column of --table to split by (default: row order)")
-    g.add_argument("--min-count", type=int, default=1, help="values seen fewer times map to OOV (1)")
+    g.add_argument("--min-count", type=int, help="--table: values seen fewer times map to OOV (1)")
+
+
+# options that describe a --table; with --dataset or --config they would be silently ignored
+TABLE_OPTIONS = ("label", "label_threshold", "fields", "multi", "dim", "time", "min_count")
 
 
 def _load_task(args: argparse.Namespace, schema: Schema | None = None,
@@ -76,6 +83,12 @@ def _load_task(args: argparse.Namespace, schema: Schema | None = None,
     chosen = [o for o in ("dataset", "table", "config") if getattr(args, o)]
     if len(chosen) != 1:
         raise SaecError(f"give exactly one of --dataset, --table or --config (got {[f'--{o}' for o in chosen] or 'none'})")
+    source = f"--{chosen[0]}"
+    ignored = [f"--{o.replace('_', '-')}" for o in TABLE_OPTIONS + (("dims",) if args.config else ())
+               if getattr(args, o) not in (None, "")]
+    if not args.table and ignored:
+        raise SaecError(f"{', '.join(ignored)} {'applies' if len(ignored) == 1 else 'apply'} to --table, not to "
+                        f"{source}" + (" (describe the data in the TOML file)" if args.config else ""))
     if args.dataset:
         if not movielens.is_fetched(args.dataset):
             movielens.fetch(args.dataset)
@@ -88,9 +101,9 @@ def _load_task(args: argparse.Namespace, schema: Schema | None = None,
         names = [n for n in args.fields.split(",") if n]
         spec = TableSpec(
             path=args.table, label=args.label, time=args.time, label_threshold=args.label_threshold,
-            fields=parse_fields(names, dim=args.dim, multi=_pairs(args.multi, "--multi"),
-                                dims=_dims(args.dims),
-                                min_count=args.min_count),
+            fields=parse_fields(names, dim=16 if args.dim is None else args.dim,
+                                multi=_pairs(args.multi, "--multi"), dims=_dims(args.dims),
+                                min_count=1 if args.min_count is None else args.min_count),
         )
     if schema is not None:
         spec.fields = list(schema.fields)
@@ -113,10 +126,12 @@ def _train_setup(args: argparse.Namespace):
 
     cfg = TrainConfig(optimizer=args.optimizer, lr=args.lr, batch_size=args.batch_size, epochs=args.epochs,
                       patience=args.patience, seed=args.seed, progress=not args.quiet)
+    hidden = tuple(check_int("--hidden width", _int(h, "--hidden"), 1) for h in args.hidden.split(",") if h)
     task = _load_task(args)
+    task.check_labels()  # every split is evaluated at the end: a one-class split fails now, not after training
     if not args.quiet:
         print(task.summary())
-    return cfg, task, tuple(_int(h, "--hidden") for h in args.hidden.split(",") if h)
+    return cfg, task, hidden
 
 
 def _data_inputs(args: argparse.Namespace) -> list[Path]:

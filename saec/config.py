@@ -21,6 +21,17 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
 
+def _finite(value: Any) -> float | None:
+    """``value`` as a finite float if it is a number (not a bool), else None (an int too large for a float too)."""
+    if not isinstance(value, (int, float, np.integer, np.floating)) or isinstance(value, (bool, np.bool_)):
+        return None
+    try:
+        v = float(value)
+    except OverflowError:
+        return None
+    return v if math.isfinite(v) else None
+
+
 def check_int(name: str, value: Any, lo: int, hi: int | None = None) -> int:
     """``value`` as an int in ``[lo, hi]`` (no upper bound if ``hi`` is None), else a SaecError naming ``name``."""
     if not _is_int(value) or value < lo or (hi is not None and value > hi):
@@ -33,15 +44,12 @@ def check_float(name: str, value: Any, lo: float, hi: float = math.inf, *, lo_op
                 hi_open: bool = False) -> float:
     """``value`` as a finite float in ``[lo, hi]`` (``(`` / ``)`` with ``lo_open`` / ``hi_open``), else a
     SaecError naming ``name``. Integers are accepted; booleans, NaN and infinities are not."""
-    number = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
-    ok = number and math.isfinite(value)
-    if ok:
-        v = float(value)
-        ok = (v > lo if lo_open else v >= lo) and (v < hi if hi_open else v <= hi)
+    v = _finite(value)
+    ok = v is not None and (v > lo if lo_open else v >= lo) and (v < hi if hi_open else v <= hi)
     if not ok:
         allowed = f"{'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open or math.isinf(hi) else ']'}"
         raise SaecError(f"{name} must be a finite number in {allowed}, got {value!r}")
-    return float(value)
+    return v
 
 
 def check_choice(name: str, value: Any, choices: tuple) -> Any:

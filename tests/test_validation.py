@@ -151,3 +151,169 @@ def test_cli_saec_options_are_checked_before_reading_tables(tmp_path, capsys, fl
     assert main(["compress", "--tables", str(dump), "--out", str(tmp_path / "out"), "--quiet", flag, value]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+# -- TOML data descriptions ------------------------------------------------------------------------
+from saec.data.movielens import movielens_schema  # noqa: E402
+from saec.data.schema import Field, Schema  # noqa: E402
+from saec.data.tabular import TableSpec, load_spec, parse_fields, tabular_ctr  # noqa: E402
+from saec.train.loop import fit  # noqa: E402
+
+GOOD_TOML = '[data]\npath = "log.csv"\nlabel = "click"\n[[fields]]\nname = "user"\n[[fields]]\nname = "tags"\n'
+
+
+def click_log(n=400, seed=0):
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame({"ts": np.arange(n), "user": [f"u{u}" for u in rng.integers(0, 20, n)],
+                         "tags": rng.choice(["a|b", "c", "b|c"], n), "click": rng.integers(0, 2, n)})
+
+
+@pytest.mark.parametrize("toml, message", [
+    (GOOD_TOML + 'multi_valued = "no"\n', r"field 'tags': multi_valued must be true or false, got 'no'"),
+    (GOOD_TOML + "dim = 16.7\n", r"field 'tags': dim must be an integer >= 1, got 16.7"),
+    (GOOD_TOML + "dim = true\n", r"field 'tags': dim must be an integer >= 1, got True"),
+    (GOOD_TOML + "min_count = 0\n", r"field 'tags': min_count must be an integer >= 1, got 0"),
+    (GOOD_TOML + 'pooling = "max"\n', r"field 'tags': pooling must be one of \('mean', 'sum'\), got 'max'"),
+    (GOOD_TOML + "sep = 1\n", r"field 'tags': sep must be a string, got 1"),
+    (GOOD_TOML + "multivalued = true\n", r"\[\[fields\]\] entry 2 \('tags'\): unknown key 'multivalued'"),
+    (GOOD_TOML + "[model]\nhidden = 3\n", r"top level: unknown key 'model'; expected one of \['data', 'fields'\]"),
+    (GOOD_TOML.replace('label = "click"', 'label = "click"\ndims = 3'), r"\[data\]: unknown key 'dims'"),
+    (GOOD_TOML.replace('label = "click"', 'label = "click"\ndim = 16.7'), r"\[data\] dim must be an integer >= 1, got 16.7"),
+    (GOOD_TOML.replace('path = "log.csv"', "path = 3"), r"\[data\] path must be a non-empty string, got 3"),
+    (GOOD_TOML.replace('label = "click"', "label = 3"), r"label must be a non-empty string, got 3"),
+    (GOOD_TOML.replace('label = "click"', 'label = "click"\ntime = 1'), r"time must be a non-empty string, got 1"),
+    (GOOD_TOML.replace('label = "click"', 'label = "click"\nsplits = [0.5, 0.5]'),
+     r"splits must be three non-negative numbers \(train, valid, test\) summing to 1, got \[0.5, 0.5\]"),
+    (GOOD_TOML.replace('label = "click"', 'label = "click"\nlabel_threshold = "4"'),
+     r"label_threshold must be a finite number in \[-inf, inf\), got '4'"),
+    ('fields = [1]\n[data]\npath = "log.csv"\nlabel = "click"\n', r"\[\[fields\]\] entry 1 must be a table with a 'name', got 1"),
+    ('fields = "user"\n[data]\npath = "log.csv"\nlabel = "click"\n', r"needs at least one \[\[fields\]\] entry"),
+    ('data = 3\n', r"needs a \[data\] section"),
+])
+def test_toml_values_of_the_wrong_type_or_unknown_keys_are_refused(tmp_path, toml, message):
+    (tmp_path / "data.toml").write_text(toml)
+    with pytest.raises(SaecError, match=r"data\.toml: " + message):
+        load_spec(tmp_path / "data.toml")
+
+
+def test_good_toml_still_loads(tmp_path):
+    (tmp_path / "data.toml").write_text(GOOD_TOML + 'multi_valued = true\nsep = "|"\ndim = 4\n')
+    spec = load_spec(tmp_path / "data.toml")
+    assert [(f.name, f.dim, f.multi_valued) for f in spec.fields] == [("user", 16, False), ("tags", 4, True)]
+
+
+def test_config_that_is_a_folder_or_not_text_is_an_error_without_traceback(tmp_path, capsys):
+    assert main(["data", "info", "--config", str(tmp_path)]) == 2
+    assert f"{tmp_path} is a folder; expected a TOML file" in capsys.readouterr().err
+    (tmp_path / "bin.toml").write_bytes(b"\xff\xfe\x00garbage")
+    assert main(["data", "info", "--config", str(tmp_path / "bin.toml")]) == 2
+    assert "bin.toml: cannot read the file (UnicodeDecodeError" in capsys.readouterr().err
+
+
+def test_schema_and_field_refuse_wrong_types():
+    with pytest.raises(SaecError, match="field 'u': multi_valued must be true or false, got 1"):
+        Field("u", 4, multi_valued=1)
+    with pytest.raises(SaecError, match="field name must be a non-empty string, got 3"):
+        Field(3, 4)
+    with pytest.raises(SaecError, match="label column must be a non-empty string, got None"):
+        Schema((Field("u", 4),), label=None)
+    with pytest.raises(SaecError, match=r"MovieLens dims \(fields\): unknown key 'usr'"):
+        movielens_schema({"usr": 8})
+
+
+# -- CSV and Parquet files -------------------------------------------------------------------------
+def test_a_doubled_csv_column_is_refused_naming_it_and_the_file(tmp_path):
+    (tmp_path / "log.csv").write_text("user,click,user\nu1,1,u9\nu2,0,u8\n")
+    spec = TableSpec(tmp_path / "log.csv", "click", parse_fields(["user"]))
+    with pytest.raises(SaecError, match=r"log\.csv: column 'user' appears more than once in the header"):
+        tabular_ctr(spec)
+
+
+def test_an_undeclared_parquet_list_column_is_refused(tmp_path):
+    df = pd.DataFrame({"user": ["a", "b", "c", "d"], "tags": [["x", "z"], ["y"], ["x"], []], "click": [1, 0, 1, 0]})
+    df.to_parquet(tmp_path / "log.parquet")
+    spec = TableSpec(tmp_path / "log.parquet", "click", parse_fields(["user", "tags"]), splits=(1.0, 0.0, 0.0))
+    with pytest.raises(SaecError, match=r"log\.parquet: column 'tags' holds lists but is not declared "
+                                        r"multi-valued; declare it \(multi_valued = true"):
+        tabular_ctr(spec)
+    spec.fields = parse_fields(["user", "tags"], multi={"tags": "|"})
+    task = tabular_ctr(spec)
+    assert set(task.vocabs["tags"].values) == {"x", "y", "z"}
+
+
+def test_a_bad_time_value_is_reported_with_its_row_and_value(tmp_path):
+    df = click_log(40)
+    df["ts"] = df["ts"].astype(str)
+    df.loc[10, "ts"] = "yesterday"
+    df.to_csv(tmp_path / "log.csv", index=False)
+    spec = TableSpec(tmp_path / "log.csv", "click", parse_fields(["user"]), time="ts")
+    with pytest.raises(SaecError, match=r"log\.csv: time column 'ts' row 10 holds 'yesterday', neither a number "
+                                        r"nor a date \(1 such rows\)"):
+        tabular_ctr(spec)
+    df.loc[10, "ts"] = ""
+    df.to_csv(tmp_path / "log.csv", index=False)
+    with pytest.raises(SaecError, match=r"time column 'ts' row 10 is empty"):
+        tabular_ctr(spec)
+
+
+# -- data-dependent checks before training ---------------------------------------------------------
+def test_a_split_with_one_class_is_refused_before_training(tmp_path, capsys):
+    df = click_log()
+    df.loc[df.index >= 360, "click"] = 0  # the last 10% by time, the test split, has no click
+    df.to_csv(tmp_path / "log.csv", index=False)
+    rc = main(["train", "--table", str(tmp_path / "log.csv"), "--label", "click", "--fields", "user,tags",
+               "--time", "ts", "--epochs", "1", "--quiet", "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "log.csv: the test split has only label 0 in all 40 rows: AUC needs both" in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_fit_refuses_validation_data_with_one_class_before_the_first_epoch():
+    from saec.data.dataset import CTRData
+    from saec.models import build_model
+
+    schema = Schema((Field("u", 4),))
+    train = CTRData({"u": np.array([0, 1, 2, 0])}, np.array([0, 1, 0, 1]))
+    valid = CTRData({"u": np.array([0, 1])}, np.array([1, 1]))
+    model = build_model("dssm", schema, {"u": 3}, hidden=(4,))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(SaecError, match="the validation data has only label 1 in all 2 rows"):
+        fit(model, train, valid, TrainConfig(progress=False))
+    assert all((before[k] == v).all() for k, v in model.state_dict().items())
+
+
+# -- command-line options --------------------------------------------------------------------------
+@pytest.mark.parametrize("extra, message", [
+    (["--dims", "user"], "--dims: expected NAME:VALUE items, got 'user'"),
+    (["--dims", "user:16.7"], "--dims user: expected an integer, got '16.7'"),
+    (["--dims", "user:8,user:4"], "--dims: 'user' is given twice ('8' and '4')"),
+    (["--dims", "usr:8"], "options given for ['usr'], which are not among the fields ['user', 'tags']"),
+    (["--multi", "tags:"], "field 'tags': a multi-valued field needs a non-empty sep"),
+    (["--min-count", "0"], "field 'user': min_count must be an integer >= 1, got 0"),
+    (["--label-threshold", "nan"], "label_threshold must be a finite number in [-inf, inf), got nan"),
+])
+def test_cli_data_options_give_one_line_errors(tmp_path, capsys, extra, message):
+    click_log().to_csv(tmp_path / "log.csv", index=False)
+    rc = main(["data", "info", "--table", str(tmp_path / "log.csv"), "--label", "click", "--fields", "user,tags",
+               *extra])
+    err = capsys.readouterr().err
+    assert rc == 2 and message in err and "Traceback" not in err
+
+
+def test_cli_table_options_with_another_source_are_refused(tmp_path, capsys):
+    (tmp_path / "data.toml").write_text(GOOD_TOML)
+    assert main(["data", "info", "--config", str(tmp_path / "data.toml"), "--dims", "user:4", "--label", "y"]) == 2
+    assert "--label, --dims apply to --table, not to --config" in capsys.readouterr().err
+    assert main(["data", "info", "--dataset", "movielens-100k", "--min-count", "3"]) == 2
+    assert "--min-count applies to --table, not to --dataset" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--hidden", "8,0"], "--hidden width must be an integer >= 1, got 0"),
+    (["--lr", "inf"], "TrainConfig.lr must be a finite number in (0, inf), got inf"),
+    (["--seed", "-1"], "TrainConfig.seed must be an integer >= 0, got -1"),
+    (["--batch-size", "0"], "TrainConfig.batch_size must be an integer >= 1, got 0"),
+])
+def test_cli_train_options_are_checked_before_reading_data(tmp_path, capsys, extra, message):
+    rc = main(["train", "--table", str(tmp_path / "missing.csv"), "--label", "click", "--fields", "user", *extra])
+    assert rc == 2 and message in capsys.readouterr().err

@@ -85,7 +85,10 @@ def top_indices(counts: np.ndarray, n: int) -> np.ndarray:
         return np.argsort(key, kind="stable")
     if n == 0:
         return np.zeros(0, dtype=np.intp)
-    part = np.argpartition(key, n - 1)[:n]
+    # argpartition alone would pick any of the rows tied at the cut: keep those with the lowest indices
+    cut = np.partition(key, n - 1)[n - 1]
+    above = np.flatnonzero(key < cut)
+    part = np.concatenate([above, np.flatnonzero(key == cut)[: n - len(above)]])
     return part[np.lexsort((part, key[part]))]
 
 

@@ -44,6 +44,16 @@ class CTRData:
     def __len__(self) -> int:
         return len(self.labels)
 
+    def check_both_classes(self, what: str) -> None:
+        """Refuse data whose labels are all one class (or that is empty), naming it as ``what``: AUC, which
+        early stopping and evaluation use, needs both. Run before training, not after it."""
+        n, clicks = len(self), int(self.labels.sum())
+        if 0 < clicks < n:
+            return
+        held = "no rows" if n == 0 else f"only label {int(self.labels[0])} in all {n:,} rows"
+        raise SaecError(f"{what} has {held}: AUC needs both clicks (1) and non-clicks (0); check the label "
+                        f"column or the split fractions")
+
     def take(self, index: np.ndarray | slice) -> "CTRData":
         """The samples at ``index`` (a slice, an index array or a boolean mask)."""
         return CTRData({k: v[index] for k, v in self.ids.items()}, self.labels[index])

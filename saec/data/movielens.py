@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from saec.config import reject_unknown
 from saec.data.schema import Field, Schema
 from saec.data.task import SPLITS, CTRTask, build_task
 from saec.data.vocab import Vocabulary
@@ -135,6 +136,7 @@ def load_ratings(name: str, cache: Path | None = None) -> pd.DataFrame:
 def movielens_schema(dims: dict[str, int] | None = None) -> Schema:
     """The CTR schema of MovieLens: eight fields, genres multi-valued, split by timestamp."""
     d = {"user": 16, "item": 16, "age": 4, "gender": 2, "occupation": 4, "zip": 8, "genres": 8, "year": 4}
+    reject_unknown("MovieLens dims (fields)", dims or {}, d)
     d.update(dims or {})
     fields = [Field(n, d[n]) for n in ("user", "item", "age", "gender", "occupation", "zip")]
     fields += [Field("genres", d["genres"], multi_valued=True, sep=" "), Field("year", d["year"])]

@@ -11,6 +11,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable
 
+from saec.config import check_bool, check_choice, check_int, check_str
 from saec.errors import SaecError, SaecKeyError
 
 POOLINGS = ("mean", "sum")
@@ -39,18 +40,21 @@ class Field:
     min_count: int = 1
 
     def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not self.name:
-            raise SaecError(f"field name must be a non-empty string, got {self.name!r}")
-        if not isinstance(self.dim, int) or self.dim < 1:
-            raise SaecError(f"field {self.name!r}: dim must be a positive integer, got {self.dim!r}")
-        if self.pooling not in POOLINGS:
-            raise SaecError(f"field {self.name!r}: pooling must be one of {POOLINGS}, got {self.pooling!r}")
-        if self.max_len < 1:
-            raise SaecError(f"field {self.name!r}: max_len must be >= 1, got {self.max_len}")
-        if self.min_count < 1:
-            raise SaecError(f"field {self.name!r}: min_count must be >= 1, got {self.min_count}")
+        # types as well as ranges: a TOML `multi_valued = "no"` or `dim = 16.7` is refused, not coerced
+        name = check_str("field name", self.name)
+        what = f"field {name!r}:"
+        checked = {
+            "dim": check_int(f"{what} dim", self.dim, 1),
+            "multi_valued": check_bool(f"{what} multi_valued", self.multi_valued),
+            "pooling": check_choice(f"{what} pooling", self.pooling, POOLINGS),
+            "sep": check_str(f"{what} sep", self.sep, empty=True),
+            "max_len": check_int(f"{what} max_len", self.max_len, 1),
+            "min_count": check_int(f"{what} min_count", self.min_count, 1),
+        }
+        for key, value in checked.items():  # plain Python values; frozen dataclass
+            object.__setattr__(self, key, value)
         if self.multi_valued and not self.sep:
-            raise SaecError(f"field {self.name!r}: a multi-valued field needs a non-empty sep")
+            raise SaecError(f"{what} a multi-valued field needs a non-empty sep")
 
 
 @dataclass(frozen=True)
@@ -64,6 +68,11 @@ class Schema:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "fields", tuple(self.fields))
+        check_str("label column", self.label)
+        if self.time is not None:
+            check_str("time column", self.time)
+        if not all(isinstance(f, Field) for f in self.fields):
+            raise SaecError(f"a schema's fields must be Field objects, got {[type(f).__name__ for f in self.fields]}")
         if not self.fields:
             raise SaecError("a schema needs at least one field")
         names = [f.name for f in self.fields]

@@ -20,6 +20,9 @@ No Python needed: the same description comes from command-line flags or from a s
 
 from __future__ import annotations
 
+import csv
+import dataclasses
+import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +31,7 @@ from typing import Any
 import pandas as pd
 import pyarrow.parquet as pq
 
+from saec.config import check_float, check_int, check_str, reject_unknown
 from saec.data.schema import Field, Schema
 from saec.data.dataset import is_list_column
 from saec.data.task import SPLITS, CTRTask, build_task
@@ -49,9 +53,35 @@ class TableSpec:
     splits: tuple[float, float, float] = SPLITS
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        # types and ranges before any file is read (the CLI, the TOML file and Python callers alike)
+        if not isinstance(self.path, (str, Path)):
+            raise SaecError(f"path must be a file name, got {self.path!r}")
+        self.path = Path(self.path)
+        check_str("label", self.label)
+        if self.time is not None:
+            check_str("time", self.time)
+        if self.label_threshold is not None:
+            self.label_threshold = check_float("label_threshold", self.label_threshold, -math.inf)
+        s = self.splits
+        fractions = [_fraction(x) for x in s] if isinstance(s, (list, tuple)) and len(s) == 3 else [None]
+        if None in fractions or not math.isclose(sum(fractions), 1.0):
+            raise SaecError(f"splits must be three non-negative numbers (train, valid, test) summing to 1, got {s!r}")
+        self.splits = tuple(fractions)
+        # building the schema now refuses doubled fields or a label that is also a field before any file is read
+        Schema(tuple(self.fields), label=self.label, time=self.time)
+
     @property
     def schema(self) -> Schema:
         return Schema(tuple(self.fields), label=self.label, time=self.time)
+
+
+def _fraction(x: Any) -> float | None:
+    """``x`` as a finite non-negative float, else None."""
+    try:
+        return check_float("split", x, 0.0)
+    except SaecError:
+        return None
 
 
 def parse_fields(names: list[str], dim: int = 16, multi: dict[str, str] | None = None,
@@ -65,41 +95,58 @@ def parse_fields(names: list[str], dim: int = 16, multi: dict[str, str] | None =
             for n in names]
 
 
+SECTIONS = ("data", "fields")
+DATA_KEYS = ("path", "label", "time", "label_threshold", "splits", "dim")
+FIELD_KEYS = tuple(f.name for f in dataclasses.fields(Field))
+
+
 def load_spec(config: str | Path) -> TableSpec:
-    """Read a TOML data description (see the module docstring)."""
+    """Read a TOML data description (see the module docstring).
+
+    Unknown sections and keys, and values of the wrong type or range, are refused naming the file, the
+    key, the value and what was expected, before the data file is read.
+    """
     config = Path(config)
+    if config.is_dir():
+        raise SaecError(f"{config} is a folder; expected a TOML file describing the data")
     try:
-        doc = tomllib.loads(config.read_text())
+        doc = tomllib.loads(config.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise SaecFileNotFoundError(f"no config file at {config}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise SaecError(f"{config}: cannot read the file ({type(e).__name__}: {e})") from None
     except tomllib.TOMLDecodeError as e:
         raise SaecError(f"{config}: not valid TOML: {e}") from None
+    try:
+        return spec_from_dict(doc, config.parent)
+    except SaecError as e:
+        raise SaecError(f"{config}: {e}") from None
+
+
+def spec_from_dict(doc: dict[str, Any], base: Path = Path(".")) -> TableSpec:
+    """A :class:`TableSpec` from a parsed TOML document (``{"data": {...}, "fields": [{...}, ...]}``);
+    a relative ``path`` is taken relative to ``base``."""
+    if not isinstance(doc, dict):
+        raise SaecError(f"expected a [data] section and [[fields]] entries, got {doc!r}")
+    reject_unknown("top level", doc, SECTIONS)
     data = doc.get("data")
     if not isinstance(data, dict) or "path" not in data or "label" not in data:
-        raise SaecError(f"{config}: needs a [data] section with at least 'path' and 'label'")
+        raise SaecError("needs a [data] section with at least 'path' and 'label'")
+    reject_unknown("[data]", data, DATA_KEYS)
+    default_dim = check_int("[data] dim", data.get("dim", 16), 1)
     raw_fields = doc.get("fields")
     if not isinstance(raw_fields, list) or not raw_fields:
-        raise SaecError(f"{config}: needs at least one [[fields]] entry with a 'name'")
-    default_dim = data.get("dim", 16)
-    if isinstance(default_dim, bool) or not isinstance(default_dim, int) or default_dim < 1:
-        raise SaecError(f"{config}: [data] dim must be a positive integer, got {default_dim!r}")
+        raise SaecError("needs at least one [[fields]] entry with a 'name'")
     fields = []
-    for i, f in enumerate(raw_fields):
-        if "name" not in f:
-            raise SaecError(f"{config}: [[fields]] entry {i + 1} has no 'name'")
-        try:
-            fields.append(Field(**{"dim": default_dim, **f}))
-        except TypeError as e:
-            raise SaecError(f"{config}: field {f['name']!r}: {e}") from None
-    known = {"path", "label", "time", "label_threshold", "splits", "dim"}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise SaecError(f"{config}: unknown keys {unknown} in [data]; known keys are {sorted(known)}")
-    path = Path(data["path"])
+    for i, f in enumerate(raw_fields, 1):
+        if not isinstance(f, dict) or "name" not in f:
+            raise SaecError(f"[[fields]] entry {i} must be a table with a 'name', got {f!r}")
+        reject_unknown(f"[[fields]] entry {i} ({f['name']!r})", f, FIELD_KEYS)
+        fields.append(Field(**{"dim": default_dim, **f}))
+    path = Path(check_str("[data] path", data["path"]))
     return TableSpec(
-        path=path if path.is_absolute() else config.parent / path, label=data["label"], fields=fields,
-        time=data.get("time"), label_threshold=data.get("label_threshold"),
-        splits=tuple(data.get("splits", SPLITS)),
+        path=path if path.is_absolute() else base / path, label=data["label"], fields=fields,
+        time=data.get("time"), label_threshold=data.get("label_threshold"), splits=data.get("splits", SPLITS),
     )
 
 
@@ -111,6 +158,8 @@ def read_table(path: str | Path, columns: list[str] | None = None) -> pd.DataFra
     if not path.is_file():
         raise SaecFileNotFoundError(f"no data file at {path}")
     sep = SUFFIXES[path.suffix.lower()]
+    if sep is not None:
+        _check_header(path, sep, columns)
     if sep is None and columns is not None:  # name missing columns from the footer, before reading any data
         try:
             present = pq.read_schema(path).names
@@ -130,11 +179,43 @@ def read_table(path: str | Path, columns: list[str] | None = None) -> pd.DataFra
     return frame
 
 
+def _check_header(path: Path, sep: str, columns: list[str] | None) -> None:
+    """Refuse a CSV/TSV whose header names a wanted column twice (pandas would silently read the first
+    and rename the second ``NAME.1``)."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            header = next(csv.reader(f, delimiter=sep), [])
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise SaecError(f"{path}: could not read the header ({type(e).__name__}: {e})") from None
+    seen, doubled = set(), []
+    for name in header:
+        if name in seen and name not in doubled and (columns is None or name in columns):
+            doubled.append(name)
+        seen.add(name)
+    if doubled:
+        raise SaecError(f"{path}: column {', '.join(repr(c) for c in doubled)} appears more than once in the "
+                        f"header; rename the copies so that each column has one name")
+
+
+def _nested_columns(path: Path, names: list[str]) -> list[str]:
+    """Which of ``names`` a Parquet file stores as lists (or other nested types)."""
+    if SUFFIXES[path.suffix.lower()] is not None:
+        return []
+    import pyarrow as pa
+
+    schema = pq.read_schema(path)
+    return [n for n in names if pa.types.is_nested(schema.field(n).type)]
+
+
 def tabular_ctr(spec: TableSpec, vocabs: dict[str, Vocabulary] | None = None) -> CTRTask:
     """Read, label, split by time (or row order) and encode a user's click log."""
     schema = spec.schema
     wanted = schema.names + [spec.label] + ([spec.time] if spec.time else [])
     frame = read_table(spec.path, columns=list(dict.fromkeys(wanted)))
+    undeclared = _nested_columns(spec.path, [f.name for f in schema.fields if not f.multi_valued])
+    if undeclared:  # read as text they would become values like "['x' 'z']"
+        raise SaecError(f"{spec.path}: column {undeclared[0]!r} holds lists but is not declared multi-valued; "
+                        f"declare it (multi_valued = true in its [[fields]] entry, or --multi {undeclared[0]}:SEP)")
     for f in schema.fields:  # one spelling per value whatever the file's column types; lists stay lists
         col = frame[f.name]
         if not (f.multi_valued and is_list_column(col)):
@@ -153,15 +234,26 @@ def tabular_ctr(spec: TableSpec, vocabs: dict[str, Vocabulary] | None = None) ->
 
 
 def _time_values(col: pd.Series, spec: TableSpec) -> pd.Series:
-    """A time column as numbers or datetimes, whichever it holds."""
+    """A time column as numbers or datetimes, whichever it holds; a value that is neither (or missing) is
+    reported with its row (0-based, as in the file's data rows) and the value itself."""
     if pd.api.types.is_numeric_dtype(col) or pd.api.types.is_datetime64_any_dtype(col):
+        bad = col.isna().to_numpy()
+        if bad.any():
+            row = int(bad.argmax())
+            raise SaecError(f"{spec.path}: time column {spec.time!r} row {row} is missing")
         return col
     numeric = pd.to_numeric(col, errors="coerce")
-    if numeric.notna().all():
+    numeric_bad = numeric.isna().to_numpy()
+    if not numeric_bad.any():
         return numeric
     parsed = pd.to_datetime(col, errors="coerce")
-    if parsed.isna().any():
-        row = int(parsed.isna().to_numpy().argmax())
-        raise SaecError(f"{spec.path}: time column {spec.time!r} row {row} holds {col.iloc[row]!r}, "
-                        "neither a number nor a date")
-    return parsed
+    date_bad = parsed.isna().to_numpy()
+    if not date_bad.any():
+        return parsed
+    # the column is whichever reading fits most rows; its first failure is the bad value
+    bad = numeric_bad if numeric_bad.sum() <= date_bad.sum() else date_bad
+    row = int(bad.argmax())
+    value = col.iloc[row]
+    held = "is empty" if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)) \
+        else f"holds {value!r}, neither a number nor a date"
+    raise SaecError(f"{spec.path}: time column {spec.time!r} row {row} {held} ({int(bad.sum())} such rows)")

@@ -31,6 +31,11 @@ class CTRTask:
         """Table rows per field (one per vocabulary entry)."""
         return {name: len(v) for name, v in self.vocabs.items()}
 
+    def check_labels(self, splits: tuple[str, ...] = ("train", "valid", "test")) -> None:
+        """Refuse, before any training, a split that AUC cannot be computed on (one class, or no rows)."""
+        for split in splits:
+            getattr(self, split).check_both_classes(f"{self.name}: the {split} split")
+
     def summary(self) -> str:
         """A short human-readable description: split sizes, click rates, per-field vocabulary."""
         lines = [f"{self.name}: " + ", ".join(

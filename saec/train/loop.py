@@ -161,6 +161,7 @@ def fit(model: nn.Module, train: CTRData, valid: CTRData, cfg: TrainConfig,
 
     Pass an ``optimizer`` to keep its state afterwards (it holds the last epoch's state, not the best's).
     """
+    valid.check_both_classes("the validation data")  # early stopping needs its AUC: fail now, not after epoch 1
     optimizer = optimizer if optimizer is not None else make_optimizer(model, cfg)
 
     def run_epoch(epoch: int) -> tuple[dict, dict]:
