@@ -317,3 +317,30 @@ def test_cli_table_options_with_another_source_are_refused(tmp_path, capsys):
 def test_cli_train_options_are_checked_before_reading_data(tmp_path, capsys, extra, message):
     rc = main(["train", "--table", str(tmp_path / "missing.csv"), "--label", "click", "--fields", "user", *extra])
     assert rc == 2 and message in capsys.readouterr().err
+
+
+def test_a_bad_label_is_reported_with_its_file_row_and_value(tmp_path):
+    df = click_log(40)
+    df["click"] = df["click"].astype(str)
+    df.loc[[25, 31], "click"] = "yes"
+    df.to_csv(tmp_path / "log.csv", index=False)
+    spec = TableSpec(tmp_path / "log.csv", "click", parse_fields(["user"]), time="ts")
+    with pytest.raises(SaecError, match=r"log\.csv: label column 'click' row 25 holds 'yes'; expected 0/1 "
+                                        r"\(or give label_threshold\) \(2 such rows\)"):
+        tabular_ctr(spec)
+    spec.label_threshold = 1
+    with pytest.raises(SaecError, match=r"row 25 holds 'yes'; expected a number"):
+        tabular_ctr(spec)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(k=2.5), r"RankingConfig.k must be an integer >= 1, got 2.5"),
+    (dict(negatives="16"), r"RankingConfig.negatives must be an integer >= 1, got '16'"),
+    (dict(exclude_history="no"), r"RankingConfig.exclude_history must be true or false, got 'no'"),
+    (dict(loss="hinge"), r"RankingConfig.loss must be one of \('softmax', 'ranknet'\), got 'hinge'"),
+])
+def test_ranking_config_checks_types(kwargs, message):
+    from saec.train.ranking import RankingConfig
+
+    with pytest.raises(SaecError, match=message):
+        RankingConfig(**kwargs)

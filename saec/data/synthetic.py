@@ -50,6 +50,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 from scipy.special import expit, ndtri
 
+from saec.config import check_float, check_int
 from saec.data.dataset import CTRData
 from saec.data.schema import Field, Schema
 from saec.data.vocab import Vocabulary
@@ -88,11 +89,6 @@ _VECTOR_SCALE = 0.05  # std of a centroid coordinate: embedding values of the si
 # -- parameters ------------------------------------------------------------------------------------
 def _is_int(x: Any) -> bool:
     return isinstance(x, (int, np.integer)) and not isinstance(x, (bool, np.bool_))
-
-
-def _is_real(x: Any) -> bool:
-    number = isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, (bool, np.bool_))
-    return number and math.isfinite(x)
 
 
 @dataclass(frozen=True)
@@ -143,17 +139,11 @@ class TraceConfig:
 
     def __post_init__(self) -> None:
         def need_int(name: str, lo: int, hi: int | None = None) -> None:
-            v = getattr(self, name)
-            if not _is_int(v) or v < lo or (hi is not None and v > hi):
-                rng = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
-                raise SaecError(f"TraceConfig.{name} must be an integer {rng}, got {v!r}")
+            object.__setattr__(self, name, check_int(f"TraceConfig.{name}", getattr(self, name), lo, hi))
 
         def need_real(name: str, lo: float, hi: float, lo_open: bool = False, hi_open: bool = False) -> None:
-            v = getattr(self, name)
-            ok = _is_real(v) and (v > lo if lo_open else v >= lo) and (v < hi if hi_open else v <= hi)
-            if not ok:
-                rng = f"{'(' if lo_open else '['}{lo}, {hi}{')' if hi_open else ']'}"
-                raise SaecError(f"TraceConfig.{name} must be a finite number in {rng}, got {v!r}")
+            value = check_float(f"TraceConfig.{name}", getattr(self, name), lo, hi, lo_open=lo_open, hi_open=hi_open)
+            object.__setattr__(self, name, value)
 
         need_int("n_fields", 1, (1 << (63 - _ID_BITS)) - 1)
         need_int("hours", 1)
@@ -649,8 +639,7 @@ class SyntheticTrace:
         and at every hour.
         """
         f = self._check_field(field)
-        if not _is_real(noise) or noise < 0:
-            raise SaecError(f"noise must be a finite number >= 0, got {noise!r}")
+        noise = check_float("noise", noise, 0.0)
         if not (_is_int(start) and _is_int(stop) and 0 <= start <= stop < 1 << _ID_BITS):
             raise SaecError(f"need 0 <= start <= stop, got start={start!r}, stop={stop!r}")
         dim = int(self._dims[f])

@@ -220,14 +220,17 @@ def tabular_ctr(spec: TableSpec, vocabs: dict[str, Vocabulary] | None = None) ->
         col = frame[f.name]
         if not (f.multi_valued and is_list_column(col)):
             frame[f.name] = col.astype("string").astype(object).where(col.notna(), None)
-    if spec.label_threshold is not None:
-        y = pd.to_numeric(frame[spec.label], errors="coerce")
-        if y.isna().any():
-            raise SaecError(f"{spec.path}: label column {spec.label!r} has non-numeric values "
-                            f"(first at row {int(y.isna().to_numpy().argmax())})")
-        frame[spec.label] = (y >= spec.label_threshold).astype("int8")
-    elif frame[spec.label].dtype == bool:
-        frame[spec.label] = frame[spec.label].astype("int8")
+    # labels are checked here, where row numbers are the file's (after the split they would be the split's)
+    raw = frame[spec.label]
+    y = pd.to_numeric(raw.astype("int8") if raw.dtype == bool else raw, errors="coerce")
+    bad = (y.isna() if spec.label_threshold is not None else ~y.isin((0, 1))).to_numpy()
+    if bad.any():
+        row = int(bad.argmax())
+        expected = "a number (it is compared with label_threshold)" if spec.label_threshold is not None \
+            else "0/1 (or give label_threshold)"
+        raise SaecError(f"{spec.path}: label column {spec.label!r} row {row} holds {raw.iloc[row]!r}; expected "
+                        f"{expected} ({int(bad.sum())} such rows)")
+    frame[spec.label] = (y >= spec.label_threshold if spec.label_threshold is not None else y).astype("int8")
     if spec.time:
         frame[spec.time] = _time_values(frame[spec.time], spec)
     return build_task(spec.path.name, frame, schema, spec.splits, vocabs)

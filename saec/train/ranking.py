@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from saec.config import check_bool, check_choice, check_int
 from saec.data.ranking import RankingSplit
 from saec.errors import SaecError, SaecTypeError
 from saec.models.ranking import PointwiseRanker, RankNet, ranknet_loss
@@ -52,10 +53,10 @@ class RankingConfig(TrainConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.loss not in LOSSES:
-            raise SaecError(f"loss must be one of {LOSSES}, got {self.loss!r}")
-        if self.negatives < 1 or self.k < 1:
-            raise SaecError(f"negatives and k must be >= 1, got {self.negatives} and {self.k}")
+        self.loss = check_choice("RankingConfig.loss", self.loss, LOSSES)
+        self.negatives = check_int("RankingConfig.negatives", self.negatives, 1)
+        self.k = check_int("RankingConfig.k", self.k, 1)
+        self.exclude_history = check_bool("RankingConfig.exclude_history", self.exclude_history)
 
 
 def _tensors(split: RankingSplit) -> tuple[torch.Tensor, torch.Tensor]:
