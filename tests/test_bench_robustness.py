@@ -4,7 +4,8 @@ import random
 
 import torch
 
-from saec.bench.robustness import KINDS, MUTATIONS, OUTCOMES, RobustnessConfig, classify, mutate, render, run
+from saec.bench.robustness import (INPUT_MUTATIONS, INPUT_OUTCOMES, KINDS, MUTATIONS, OUTCOMES, RobustnessConfig,
+                                   classify, classify_input, mutate, mutate_input, render, run)
 from saec.errors import SaecError
 
 
@@ -48,5 +49,23 @@ def test_a_small_run_counts_every_case_and_renders():
     assert {r["kind"] for r in record["results"]} == kinds
     for r in record["results"]:
         assert r["mutation"] in MUTATIONS and sum(r[o] for o in OUTCOMES) == r["cases"] == 2
+    assert [r["mutation"] for r in record["inputs"]] == list(INPUT_MUTATIONS)
+    for r in record["inputs"]:
+        assert sum(r[o] for o in INPUT_OUTCOMES) == r["cases"] == 2
     page = render(record)
     assert "| all |" in page and "Robustness" in page
+
+
+def test_the_input_oracle_and_its_verdicts(tmp_path):
+    rng = random.Random(0)
+    from saec.bench.robustness import _base_input, _toml
+
+    doc, rows = _base_input(tmp_path, rng)
+    (tmp_path / "data.toml").write_text(_toml(doc))
+    (tmp_path / "clicks.csv").write_text("\n".join(",".join(r) for r in rows) + "\n")
+    assert classify_input(tmp_path, True)[0] == "accepted"  # the undamaged input loads
+    d, r, valid, what, _ = mutate_input(doc, rows, "toml unknown key", rng)
+    assert valid is False and "colour" in what
+    (tmp_path / "data.toml").write_text(_toml(d))
+    outcome, message = classify_input(tmp_path, valid)
+    assert outcome == "clear" and "colour" in message

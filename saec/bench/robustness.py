@@ -1,7 +1,8 @@
-"""Fuzzing what saec writes (issue 9's evidence, docs/results/robustness.md): damage saved artifacts at
-random and sort what loading them does.
+"""Fuzzing what saec writes and reads (issue 9's evidence, docs/results/robustness.md): damage saved
+artifacts and input files at random and sort what loading them does (inputs: see :data:`INPUTS_DOC`).
 
-Each *artifact kind* (a saved model, a saved compressed model, a compressed dump folder) is written once
+Each *artifact kind* (a saved model, a saved compressed model, a compressed dump folder, a compressed
+``state_dict`` from ``saec compress --state-dict``) is written once
 from a small seeded model, then for every case one mutation is applied to a fresh copy and the copy is
 loaded:
 
@@ -36,13 +37,16 @@ from saec.errors import SaecError
 
 MUTATIONS = ("bitflip", "truncate", "swap", "delete")
 OUTCOMES = ("clear", "unclear", "silent_wrong", "same")
+INPUT_MUTATIONS = ("toml value", "toml unknown key", "toml missing key", "csv label", "csv time", "csv header",
+                   "csv truncate")
+INPUT_OUTCOMES = ("clear", "unclear", "silent_wrong", "accepted", "refused_valid")
 
 
 @dataclass(frozen=True)
 class RobustnessConfig:
     """What :func:`run` does: ``cases`` per artifact kind and mutation, drawn from ``seed``."""
 
-    cases: int = 250
+    cases: int = 500
     seed: int = 0
 
 
@@ -121,8 +125,29 @@ def _dump_probe(path: Path) -> torch.Tensor:
         return torch.cat([modules[n](torch.arange(modules[n].num_embeddings)).reshape(-1) for n in sorted(modules)])
 
 
+def _write_state_dict(folder: Path, seed: int) -> Path:
+    from saec.compression import compress_state_dict, save_tables
+
+    g = torch.Generator().manual_seed(seed)
+    state = {"emb.user.weight": torch.randn(3000, 8, generator=g), "emb.item.weight": torch.randn(2000, 8, generator=g),
+             "mlp.weight": torch.randn(4, 16, generator=g)}
+    record, _ = compress_state_dict(state, ["emb.*.weight"], "saec", k=20, eligibility=10)
+    return save_tables(folder / "tables-saec", record)
+
+
+def _state_dict_probe(path: Path) -> torch.Tensor:
+    from saec.compression import load_tables, read_tables
+
+    tables = load_tables(path)
+    rest = read_tables(path)["state_dict"]
+    with torch.no_grad():
+        looked_up = [tables[n](torch.arange(tables[n].num_embeddings)).reshape(-1) for n in sorted(tables)]
+    return torch.cat(looked_up + [rest[k].reshape(-1).float() for k in sorted(rest) if not k.startswith("emb.")])
+
+
 KINDS = (Kind("model", _write_model, _model_probe), Kind("compressed model", _write_compressed, _model_probe),
-         Kind("compressed dump folder", _write_dump, _dump_probe))
+         Kind("compressed dump folder", _write_dump, _dump_probe),
+         Kind("compressed state_dict", _write_state_dict, _state_dict_probe))
 
 
 def _files(path: Path) -> list[Path]:
@@ -209,8 +234,154 @@ def run(cfg: RobustnessConfig, command: list[str], progress: bool = True) -> dic
                         examples[outcome].append(f"{what} -> {message}" if message else what)
                 results.append({"kind": kind.name, "mutation": mutation, "cases": cfg.cases, **counts,
                                 "examples": examples})
+        inputs = run_inputs(cfg, tmp, rng, progress)
     return {"command": command, "config": asdict(cfg), "environment": environment(), "results": results,
-            "wall_s": time.perf_counter() - start, "peak_rss_mib": peak_rss_mib()}
+            "inputs": inputs, "wall_s": time.perf_counter() - start, "peak_rss_mib": peak_rss_mib()}
+
+
+# -- inputs: a click log and its TOML description ---------------------------------------------------
+_VALUES = (0, 1, 7, -3, 2.5, 16.7, True, False, "no", "yes", "mean", "sum", "|", "", [1, 2], [0.8, 0.1, 0.1],
+           {"a": 1})
+_FIELD_RULES = {  # key -> is this value valid for it (the oracle; saec's own checks must agree)
+    "dim": lambda v: _is_int(v) and v >= 1, "max_len": lambda v: _is_int(v) and v >= 1,
+    "min_count": lambda v: _is_int(v) and v >= 1, "multi_valued": lambda v: isinstance(v, bool),
+    "pooling": lambda v: v in ("mean", "sum"), "sep": lambda v: isinstance(v, str) and v != "",
+}
+_DATA_RULES = {"dim": _FIELD_RULES["dim"],
+               "splits": lambda v: isinstance(v, list) and len(v) == 3 and all(_is_num(x) and x > 0 for x in v)
+               and abs(sum(v) - 1) < 1e-9,
+               "label_threshold": lambda v: None if _is_num(v) else False}  # None: valid or a clear refusal
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _toml(doc: dict[str, Any]) -> str:
+    def value(v: Any) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, str):
+            return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        if isinstance(v, list):
+            return "[" + ", ".join(value(x) for x in v) + "]"
+        if isinstance(v, dict):
+            return "{" + ", ".join(f"{k} = {value(x)}" for k, x in v.items()) + "}"
+        return repr(v)
+
+    lines = ["[data]"] + [f"{k} = {value(v)}" for k, v in doc["data"].items()]
+    for f in doc["fields"]:
+        lines += ["", "[[fields]]"] + [f"{k} = {value(v)}" for k, v in f.items()]
+    return "\n".join(lines + [k + " = 1" for k in doc.get("_top", [])]) + "\n"
+
+
+def _base_input(folder: Path, rng: random.Random) -> tuple[dict[str, Any], list[list[str]]]:
+    rows = [["ts", "user", "item", "tags", "click"]]
+    for i in range(300):
+        rows.append([str(1000 + i), f"u{rng.randrange(40)}", f"i{rng.randrange(60)}",
+                     "|".join(f"t{rng.randrange(9)}" for _ in range(rng.randrange(1, 4))), str(i % 2)])
+    doc = {"data": {"path": "clicks.csv", "label": "click", "time": "ts"},
+           "fields": [{"name": "user", "dim": 8}, {"name": "item"}, {"name": "tags", "multi_valued": True, "sep": "|"}]}
+    return doc, rows
+
+
+def mutate_input(doc: dict[str, Any], rows: list[list[str]], mutation: str, rng: random.Random
+                 ) -> tuple[dict[str, Any], list[list[str]], bool | None, str, int | None]:
+    """``(doc, rows, valid, what, cut)``: a mutated copy; ``valid`` is the oracle's verdict (None: either a
+    clean load or a clear refusal is right); ``cut`` truncates the written CSV to that many bytes."""
+    doc = {"data": dict(doc["data"]), "fields": [dict(f) for f in doc["fields"]]}
+    rows = [list(r) for r in rows]
+    if mutation == "toml value":
+        value = rng.choice(_VALUES)
+        if rng.random() < 0.3:
+            key = rng.choice(sorted(_DATA_RULES))
+            doc["data"][key] = value
+            valid = _DATA_RULES[key](value)
+            return doc, rows, valid, f"[data] {key} = {value!r}", None
+        i, key = rng.randrange(len(doc["fields"])), rng.choice(sorted(_FIELD_RULES))
+        doc["fields"][i][key] = value
+        valid = _FIELD_RULES[key](value)
+        if valid and key == "multi_valued" and value and doc["fields"][i].get("sep", " ") == "":
+            valid = False
+        if key == "sep" and value == "" and not doc["fields"][i].get("multi_valued", False):
+            valid = True  # a single-valued field never splits
+        return doc, rows, valid, f"field {doc['fields'][i]['name']!r} {key} = {value!r}", None
+    if mutation == "toml unknown key":
+        where = rng.choice(("data", "field", "top"))
+        if where == "data":
+            doc["data"]["colour"] = 1
+        elif where == "field":
+            doc["fields"][rng.randrange(len(doc["fields"]))]["colour"] = 1
+        else:
+            doc["_top"] = ["colour"]
+        return doc, rows, False, f"unknown key 'colour' in {where}", None
+    if mutation == "toml missing key":
+        key = rng.choice(("path", "label", "name"))
+        if key == "name":
+            del doc["fields"][rng.randrange(len(doc["fields"]))]["name"]
+        else:
+            del doc["data"][key]
+        return doc, rows, False, f"no {key!r}", None
+    if mutation == "csv label":
+        r, value = rng.randrange(1, len(rows)), rng.choice(("yes", "", "2", "nan", "-1", "0.5", "0", "1"))
+        rows[r][4] = value
+        return doc, rows, value in ("0", "1"), f"row {r} click = {value!r}", None
+    if mutation == "csv time":
+        r, value = rng.randrange(1, len(rows)), rng.choice(("soon", "", "12:00", "1e3x", str(rng.randrange(2000))))
+        rows[r][0] = value
+        return doc, rows, value.isdigit(), f"row {r} ts = {value!r}", None
+    if mutation == "csv header":
+        c = rng.randrange(5)
+        other = rng.choice([i for i in range(5) if i != c])
+        rows[0][c] = rows[0][other]
+        return doc, rows, False, f"column {c} renamed to {rows[0][other]!r}", None
+    if mutation == "csv truncate":
+        return doc, rows, None, "cut at a random byte", rng.randrange(1, 9000)
+    raise SaecError(f"input mutation must be one of {INPUT_MUTATIONS}, got {mutation!r}")
+
+
+def classify_input(folder: Path, valid: bool | None) -> tuple[str, str]:
+    """(outcome, message) of reading the click log ``folder/clicks.csv`` through ``folder/data.toml``."""
+    from saec.data.tabular import load_spec, tabular_ctr
+
+    try:
+        tabular_ctr(load_spec(folder / "data.toml"))
+    except SaecError as e:
+        named = "data.toml" in str(e) or "clicks.csv" in str(e)
+        if not named:
+            return "unclear", f"{type(e).__name__}: {str(e)[:300]}"
+        return ("refused_valid" if valid else "clear"), f"{str(e)[:300]}"
+    except Exception as e:  # a traceback a user would see
+        return "unclear", f"{type(e).__name__}: {str(e)[:300]}"
+    return ("silent_wrong" if valid is False else "accepted"), ""
+
+
+def run_inputs(cfg: RobustnessConfig, tmp: Path, rng: random.Random, progress: bool) -> list[dict[str, Any]]:
+    """Every input mutation ``cfg.cases`` times on a click log and its TOML description."""
+    from tqdm.auto import tqdm
+
+    doc, rows = _base_input(tmp, rng)
+    results = []
+    for mutation in INPUT_MUTATIONS:
+        counts = dict.fromkeys(INPUT_OUTCOMES, 0)
+        examples: dict[str, list[str]] = {o: [] for o in INPUT_OUTCOMES}
+        for _ in tqdm(range(cfg.cases), desc=f"click log {mutation}", disable=not progress, mininterval=1):
+            case = _fresh(tmp / "input")
+            d, r, valid, what, cut = mutate_input(doc, rows, mutation, rng)
+            (case / "data.toml").write_text(_toml(d))
+            text = "\n".join(",".join(x) for x in r) + "\n"
+            (case / "clicks.csv").write_bytes(text.encode()[:cut] if cut else text.encode())
+            outcome, message = classify_input(case, valid)
+            counts[outcome] += 1
+            if len(examples[outcome]) < 3:
+                examples[outcome].append(f"{what} -> {message}" if message else what)
+        results.append({"kind": "click log + TOML", "mutation": mutation, "cases": cfg.cases, **counts,
+                        "examples": examples})
+    return results
 
 
 def _fresh(folder: Path) -> Path:
@@ -239,13 +410,38 @@ def render(record: dict[str, Any]) -> str:
     bad = [r for r in record["results"] if r["unclear"] or r["silent_wrong"]]
     text += (f"\n{len(bad)} of {len(record['results'])} kind x mutation rows have unclear or silently wrong "
              f"loads (goal: none).\n")
-    if bad:
+    text += "\n## Damaged inputs\n\n" + INPUTS_DOC + "\n\n"
+    rows = [["input", "mutation", "cases", *INPUT_OUTCOMES]]
+    for r in record["inputs"]:
+        rows.append([r["kind"], r["mutation"], f"{r['cases']:,}", *(f"{r[o]:,}" for o in INPUT_OUTCOMES)])
+    rows.append(["all", "", f"{sum(r['cases'] for r in record['inputs']):,}",
+                 *(f"{sum(r[o] for r in record['inputs']):,}" for o in INPUT_OUTCOMES)])
+    text += markdown_table(rows)
+    bad_inputs = [r for r in record["inputs"] if r["unclear"] or r["silent_wrong"] or r["refused_valid"]]
+    text += (f"\n{len(bad_inputs)} of {len(record['inputs'])} input mutation rows have unclear errors, silently "
+             f"accepted bad input or refused good input (goal: none).\n")
+    if bad or bad_inputs:
         text += "\n## Examples of what went wrong\n\n"
         for r in bad:
             for o in ("unclear", "silent_wrong"):
                 for ex in r["examples"][o]:
                     text += f"- {r['kind']}, {r['mutation']}, {o}: `{ex}`\n"
+        for r in bad_inputs:
+            for o in ("unclear", "silent_wrong", "refused_valid"):
+                for ex in r["examples"][o]:
+                    text += f"- {r['kind']}, {r['mutation']}, {o}: `{ex}`\n"
     return text
 
 
-__all__ = ["KINDS", "MUTATIONS", "OUTCOMES", "Kind", "RobustnessConfig", "classify", "mutate", "render", "run"]
+INPUTS_DOC = """A 300-row click log (`ts,user,item,tags,click`, tags multi-valued with `|`) described by a TOML file
+is damaged once per case and read with `tabular_ctr(load_spec(...))`: a TOML value set to a random value
+of a random type (`toml value`), an unknown key, a required key removed, a label or time cell set to a random
+string, a header column renamed to another's name (a duplicate), the CSV cut at a random byte. An oracle
+in the script says whether the damaged input is still valid. Outcomes: `clear` (refused with a SaecError
+naming the file), `unclear` (any other exception, or a SaecError that names neither file), `silent_wrong`
+(invalid input accepted), `accepted` (valid input accepted), `refused_valid` (valid input refused). A cut
+CSV may be valid or not: either a load or a clear refusal counts as right."""
+
+
+__all__ = ["INPUT_MUTATIONS", "INPUT_OUTCOMES", "KINDS", "MUTATIONS", "OUTCOMES", "Kind", "RobustnessConfig",
+           "classify", "classify_input", "mutate", "mutate_input", "render", "run", "run_inputs"]
