@@ -344,3 +344,17 @@ def test_ranking_config_checks_types(kwargs, message):
 
     with pytest.raises(SaecError, match=message):
         RankingConfig(**kwargs)
+
+
+def test_streaming_run_and_vocabulary_check_their_counts():
+    from saec.data.synthetic import SyntheticTrace, TraceConfig
+    from saec.data.vocab import Vocabulary
+    from saec.train.stream import StreamingRun
+
+    with pytest.raises(SaecError, match="min_count must be an integer >= 1, got True"):
+        Vocabulary(min_count=True)
+    trace = SyntheticTrace(TraceConfig.preset("tiny"))
+    with pytest.raises(SaecError, match="min_count must be an integer >= 1, got 1.5"):
+        StreamingRun(trace, min_count=1.5)
+    with pytest.raises(SaecError, match=r"hours \(one to train, the next to test\) must be an integer in \[2, "):
+        next(StreamingRun(trace, cfg=TrainConfig(progress=False)).run(2.5))

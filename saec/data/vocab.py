@@ -16,6 +16,7 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
+from saec.config import check_int
 from saec.errors import SaecError, SaecIndexError
 
 OOV_ID = -1
@@ -33,9 +34,7 @@ class Vocabulary:
     """
 
     def __init__(self, min_count: int = 1) -> None:
-        if not isinstance(min_count, (int, np.integer)) or min_count < 1:
-            raise SaecError(f"min_count must be an integer >= 1, got {min_count!r}")
-        self.min_count = int(min_count)
+        self.min_count = check_int("min_count", min_count, 1)  # True is no count
         self._index = pd.Index([])
         self._counts = np.zeros(0, dtype=np.int64)
         self._pending: dict[Any, int] = {}

@@ -15,10 +15,10 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from saec.config import check_int
 from saec.data.dataset import CTRData
 from saec.data.synthetic import SyntheticTrace, encode_segment
 from saec.data.vocab import Vocabulary
-from saec.errors import SaecError
 from saec.models import build_model
 from saec.train.loop import TrainConfig, evaluate, make_optimizer, train_epoch
 
@@ -54,7 +54,8 @@ class StreamingRun:
     def __init__(self, trace: SyntheticTrace, model_name: str = "dssm", cfg: TrainConfig | None = None,
                  hidden: tuple[int, ...] = (256, 128), min_count: int = 1) -> None:
         self.trace, self.model_name, self.cfg, self.hidden = trace, model_name, cfg or TrainConfig(), hidden
-        self.min_count = min_count  # a feature gets its own row once seen this often; until then it is OOV
+        # a feature gets its own row once seen this often; until then it is OOV (checked now, not at hour 0)
+        self.min_count = check_int("min_count", min_count, 1)
         self.vocabs: dict[str, Vocabulary] = {}
         self.model: nn.Module | None = None
         self.optimizer: torch.optim.Optimizer | None = None
@@ -69,8 +70,7 @@ class StreamingRun:
         that hour's Bayes-optimal metrics."""
         trace, cfg = self.trace, self.cfg
         hours = trace.config.hours if hours is None else hours
-        if not 2 <= hours <= trace.config.hours:
-            raise SaecError(f"hours must be in [2, {trace.config.hours}] (one to train, the next to test), got {hours}")
+        hours = check_int("hours (one to train, the next to test)", hours, 2, trace.config.hours)
         for h in tqdm(range(hours - 1), desc="hours", disable=not cfg.progress):
             self.train_data = train = encode_segment(trace.segment(h), self.vocabs, grow=True,
                                                             min_count=self.min_count)
