@@ -358,3 +358,11 @@ def test_streaming_run_and_vocabulary_check_their_counts():
         StreamingRun(trace, min_count=1.5)
     with pytest.raises(SaecError, match=r"hours \(one to train, the next to test\) must be an integer in \[2, "):
         next(StreamingRun(trace, cfg=TrainConfig(progress=False)).run(2.5))
+
+
+def test_a_missing_csv_column_is_named_with_the_columns_the_file_has(tmp_path):
+    click_log(20).to_csv(tmp_path / "log.csv", index=False)
+    spec = TableSpec(tmp_path / "log.csv", "click", parse_fields(["user"]), time="when")
+    with pytest.raises(SaecError, match=r"log\.csv: columns \['when'\] not found; it has \['ts', 'user', 'tags', "
+                                        r"'click'\]"):
+        tabular_ctr(spec)

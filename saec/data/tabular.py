@@ -181,7 +181,7 @@ def read_table(path: str | Path, columns: list[str] | None = None) -> pd.DataFra
 
 def _check_header(path: Path, sep: str, columns: list[str] | None) -> None:
     """Refuse a CSV/TSV whose header names a wanted column twice (pandas would silently read the first
-    and rename the second ``NAME.1``)."""
+    and rename the second ``NAME.1``) or lacks one (named as the Parquet footer check names them)."""
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
             header = next(csv.reader(f, delimiter=sep), [])
@@ -195,6 +195,9 @@ def _check_header(path: Path, sep: str, columns: list[str] | None) -> None:
     if doubled:
         raise SaecError(f"{path}: column {', '.join(repr(c) for c in doubled)} appears more than once in the "
                         f"header; rename the copies so that each column has one name")
+    missing = [c for c in columns or () if c not in seen]
+    if missing and header:  # (an empty file is reported by the reader)
+        raise SaecError(f"{path}: columns {missing} not found; it has {header}")
 
 
 def _nested_columns(path: Path, names: list[str]) -> list[str]:
