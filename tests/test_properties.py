@@ -19,7 +19,7 @@ from saec.data.tabular import DATA_KEYS, FIELD_KEYS, SECTIONS, TableSpec, spec_f
 from saec.data.vocab import OOV_ID, Vocabulary
 from saec.errors import SaecError
 
-# database=None: no .hypothesis folder written into the working tree
+# database=None: no example database (hypothesis still keeps a small self-ignored cache in .hypothesis/)
 FAST = settings(max_examples=60, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 
 
