@@ -195,6 +195,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
     model, vocabs, _ = load_model(args.model)
     task = _load_task(args, schema=model.embeddings.schema, vocabs=vocabs)
+    task.check_labels((args.split,))
     result = evaluate(model, getattr(task, args.split))
     print(json.dumps({"split": args.split, "rows": len(getattr(task, args.split)), **result}, indent=2))
 

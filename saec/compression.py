@@ -150,6 +150,18 @@ def _modules_by_path(model: nn.Module) -> dict[str, nn.Module]:
     return dict(model.named_modules(remove_duplicate=False))
 
 
+def _check_settings(method: str, hyper: dict[str, Any], eligibility: float | None) -> None:
+    """The settings' names, types and ranges, checked once before any table is looked at (so that a bad
+    setting is reported even when every table would be left alone)."""
+    spec = METHODS[method]
+    unknown = sorted(set(hyper) - set(spec.hyperparameters()) - set(spec.fixed))
+    if unknown:
+        raise SaecError(f"method {method!r} has no hyperparameter {unknown[0]!r}; it takes {spec.hyperparameters()}")
+    if method in CLUSTERING:  # the k-means settings, as SaecConfig checks them (k may come from a budget)
+        SaecConfig(k=hyper.get("k", 1), eligibility=eligibility, top_n=hyper.get("top_n"), fast=hyper.get("fast", True),
+                   init=hyper.get("init", "kmeans++"), niter=hyper.get("niter", 25), seed=hyper.get("seed", 0))
+
+
 def _named_tables(names: Sequence[str], tables: dict[str, list[str]], modules: dict[str, nn.Module]) -> set[str]:
     """The first paths of the tables ``names`` names; a name that is no embedding table is an error."""
     if isinstance(names, str):
@@ -248,6 +260,7 @@ def compress(model: nn.Module, method: str = "saec", counts: Mapping[str, Any] |
     if eligibility is not None and (isinstance(eligibility, bool) or not isinstance(eligibility, Real)
                                     or not eligibility >= 1):
         raise SaecError(f"eligibility must be a number >= 1 (tables need eligibility * k rows), got {eligibility!r}")
+    _check_settings(method, hyper, eligibility)
     modules = _modules_by_path(model)
     all_tables = find_tables(model)
     named = None if tables is None else _named_tables(tables, all_tables, modules)

@@ -174,6 +174,9 @@ def test_bad_input_is_refused_before_any_work(trained):
         (dict(method="int8", top_n=3), "no hyperparameter 'top_n'"),
         (dict(method="saec", ratio=0.5), "ratio must be a number >= 1"),
         (dict(method="saec", min_rows=0), "min_rows must be a positive integer"),
+        (dict(method="saec", k=5000, niter=0), "niter"),  # reported although every table is too small for k
+        (dict(method="saec", eligibility=float("inf")), "eligibility"),
+        (dict(method="saec", k=5000, colour=1), "no hyperparameter 'colour'"),
     ]
     for kwargs, message in cases:
         with pytest.raises(SaecError, match=message):
