@@ -1,6 +1,6 @@
 """Property-based tests (hypothesis) of the boundaries (issue 9): growing vocabularies, ``top_indices`` on
-every integer and float dtype, Saec's ``compress_field`` on random tables and counts, and the config
-layer on random TOML-like documents. Each test is bounded (``max_examples``) so the file runs in seconds."""
+every integer and float dtype, Saec's ``compress_field`` on random tables and counts, the config
+layer on random TOML-like documents, and loading a saved model after a random byte edit. Each test is bounded (``max_examples``) so the file runs in seconds."""
 
 import datetime
 import math
@@ -275,3 +275,44 @@ def test_dates_are_not_numbers():
            "fields": [{"name": "u"}]}
     with pytest.raises(SaecError, match="label_threshold must be a finite number"):
         spec_from_dict(doc)
+
+
+# -- artifacts: any byte edit of any file is refused, naming the file ----------------------------------
+@pytest.fixture(scope="module")
+def saved_compressed_model(tmp_path_factory):
+    from saec.cluster.saec import SaecConfig as Cfg
+    from saec.compression import compress_model
+    from saec.data import Field, Schema
+    from saec.io import save_model
+    from saec.models import build_model
+
+    schema = Schema((Field("user", 8), Field("tag", 4, multi_valued=True)))
+    vocabs = {"user": Vocabulary.from_values([str(i % 700) for i in range(3000)]),
+              "tag": Vocabulary.from_values([str(i % 9) for i in range(100)])}
+    model = build_model("dssm", schema, {n: len(v) for n, v in vocabs.items()}, hidden=(8,))
+    compressed, _ = compress_model(model, {n: v.counts for n, v in vocabs.items()}, Cfg(k=8, eligibility=10))
+    path = save_model(tmp_path_factory.mktemp("artifact") / "saec", compressed, vocabs)
+    files = sorted(p for p in path.rglob("*") if p.is_file())
+    return path, {p: p.read_bytes() for p in files}
+
+
+@settings(max_examples=80, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(which=st.integers(min_value=0), where=st.floats(min_value=0, max_value=1, exclude_max=True),
+       byte=st.integers(min_value=0, max_value=255), insert=st.booleans())
+def test_any_byte_edit_of_a_saved_model_is_refused_naming_the_file(saved_compressed_model, which, where, byte, insert):
+    from saec.io import load_model
+
+    path, originals = saved_compressed_model
+    target = sorted(originals)[which % len(originals)]
+    data = originals[target]
+    pos = int(where * len(data))
+    edited = data[:pos] + bytes([byte]) + data[pos:] if insert else data[:pos] + bytes([byte]) + data[pos + 1:]
+    if edited == data:
+        return  # the same byte written back: nothing was edited
+    try:
+        target.write_bytes(edited)
+        with pytest.raises(SaecError) as e:
+            load_model(path)
+        assert path.name in str(e.value) or target.name in str(e.value)
+    finally:
+        target.write_bytes(data)
