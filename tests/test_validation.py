@@ -366,3 +366,13 @@ def test_a_missing_csv_column_is_named_with_the_columns_the_file_has(tmp_path):
     with pytest.raises(SaecError, match=r"log\.csv: columns \['when'\] not found; it has \['ts', 'user', 'tags', "
                                         r"'click'\]"):
         tabular_ctr(spec)
+
+
+def test_a_number_time_column_with_one_clock_time_is_refused_not_read_as_clock_times(tmp_path):
+    from saec.data.tabular import TableSpec, parse_fields, tabular_ctr
+
+    rows = ["ts,user,click"] + ["12:00,u0,1"] + [f"{1000 + i},u{i % 5},{i % 2}" for i in range(1, 100)]
+    (tmp_path / "c.csv").write_text("\n".join(rows) + "\n")
+    spec = TableSpec(path=tmp_path / "c.csv", label="click", time="ts", fields=parse_fields(["user"]))
+    with pytest.raises(SaecError, match=r"c.csv: time column 'ts' row 0 holds '12:00'"):
+        tabular_ctr(spec)

@@ -396,8 +396,11 @@ def render(record: dict[str, Any]) -> str:
 
     text = header("Robustness: damaged artifacts", record["command"], record["environment"])
     cfg = record["config"]
+    n = sum(r["cases"] for r in record["results"]) + sum(r["cases"] for r in record["inputs"])
     text += (f"\nRun time {record['wall_s'] / 60:.1f} min, peak RSS {record['peak_rss_mib']:,.0f} MiB; "
-             f"{cfg['cases']} cases per artifact kind and mutation, seed {cfg['seed']}.\n\n"
+             f"{cfg['cases']} cases per artifact kind and mutation, seed {cfg['seed']}. Crashes: every one of the "
+             f"{n:,} cases ran in this one process and the run finished, so none killed it (a crash would "
+             f"have left no record).\n\n"
              + __doc__.split("\n\n", 1)[1].strip() + "\n\n")
     rows = [["artifact", "mutation", "cases", *OUTCOMES]]
     total = dict.fromkeys(OUTCOMES, 0)
