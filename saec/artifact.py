@@ -19,7 +19,7 @@ them are parsed. The kinds' readers (:func:`saec.io.load_model`, :func:`saec.dum
 :func:`saec.compression.load_tables`) then check shapes, dtypes and ranges against what the artifact says.
 
 Writing (:func:`write_folder`): the folder is filled under a temporary name beside the target
-(``.NAME.XXXX.saec-tmp``), sealed with its manifest and renamed into place, so it appears complete or not
+(``.NAME.<random>.saec-tmp``), sealed with its manifest and renamed into place, so it appears complete or not
 at all. :func:`check_output` is the rule shared by every command that writes (train, run, compress): an
 existing output is replaced only when ``overwrite`` is given *and* it is a folder saec wrote (its manifest
 verifies and it holds exactly the files listed), and never when it is, holds or lies inside one of the
