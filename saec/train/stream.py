@@ -1,15 +1,17 @@
-"""The streaming setting (Saec §2.1, §3.1): train one epoch on each new hour, evaluate on the next.
+"""The streaming setting (Saec §2.1, §3.1): train one epoch on each new segment, evaluate on the next.
 
-Every hour the vocabularies first admit the hour's new features, the model's tables grow to match
-(existing rows and their Adagrad accumulators are kept), the model trains one pass over the hour, and
-it is evaluated on the following hour, whose unseen features map to the OOV vector. On the synthetic
-trace each evaluated hour also carries its Bayes-optimal AUC and log loss.
+Segments come from any :class:`~saec.data.segments.SegmentSource` (the synthetic trace's hours, a folder
+of files, windows of one table, MovieLens weeks). Every segment the vocabularies first admit its new
+features, the model's tables grow to match (existing rows and their Adagrad accumulators are kept), the
+model trains one pass over the segment, and it is evaluated on the following segment, whose unseen
+features map to the OOV vector. On the synthetic trace each evaluated hour also carries its
+Bayes-optimal AUC and log loss.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Iterator
+from typing import Any, Iterator
 
 import torch
 from torch import nn
@@ -17,8 +19,10 @@ from tqdm.auto import tqdm
 
 from saec.config import check_int
 from saec.data.dataset import CTRData
-from saec.data.synthetic import SyntheticTrace, encode_segment
+from saec.data.segments import SegmentSource, TraceSegments, as_source, encode
+from saec.data.synthetic import SyntheticTrace
 from saec.data.vocab import Vocabulary
+from saec.errors import SaecError
 from saec.models import build_model
 from saec.train.loop import TrainConfig, evaluate, make_optimizer, train_epoch
 
@@ -45,49 +49,64 @@ def grow_model(model: nn.Module, optimizer: torch.optim.Optimizer, sizes: dict[s
 
 
 class StreamingRun:
-    """A model trained hour by hour on a :class:`SyntheticTrace`.
+    """A model trained segment by segment on a :class:`~saec.data.segments.SegmentSource` (a
+    :class:`SyntheticTrace` is accepted and read hour by hour).
 
     ``model``, ``vocabs`` and ``optimizer`` are live attributes (``model`` is ``None`` before the first
-    hour), so a caller can inspect, save or compress the model between hours.
+    segment), so a caller can inspect, save or compress the model between segments.
     """
 
-    def __init__(self, trace: SyntheticTrace, model_name: str = "dssm", cfg: TrainConfig | None = None,
-                 hidden: tuple[int, ...] = (256, 128), min_count: int = 1) -> None:
-        self.trace, self.model_name, self.cfg, self.hidden = trace, model_name, cfg or TrainConfig(), hidden
-        # a feature gets its own row once seen this often; until then it is OOV (checked now, not at hour 0)
+    def __init__(self, source: SegmentSource | SyntheticTrace, model_name: str = "dssm",
+                 cfg: TrainConfig | None = None, hidden: tuple[int, ...] = (256, 128), min_count: int = 1) -> None:
+        self.source = as_source(source)
+        self.model_name, self.cfg, self.hidden = model_name, cfg or TrainConfig(), hidden
+        # a feature gets its own row once seen this often; until then it is OOV (checked now, not at segment 0)
         self.min_count = check_int("min_count", min_count, 1)
         self.vocabs: dict[str, Vocabulary] = {}
         self.model: nn.Module | None = None
         self.optimizer: torch.optim.Optimizer | None = None
-        self.train_data: CTRData | None = None  # the hour just trained on
-        self.test_data: CTRData | None = None  # the next hour, encoded with the current vocabularies
+        self.train_data: CTRData | None = None  # the segment just trained on
+        self.test_data: CTRData | None = None  # the next segment, encoded with the current vocabularies
 
     def _sizes(self) -> dict[str, int]:
-        return {n: len(self.vocabs[n]) for n in self.trace.names}
+        return {n: len(self.vocabs[n]) for n in self.source.names}
 
-    def run(self, hours: int | None = None) -> Iterator[dict[str, float]]:
-        """Train on hours ``0 .. hours-2``, yielding after each the evaluation on the next hour next to
-        that hour's Bayes-optimal metrics."""
-        trace, cfg = self.trace, self.cfg
-        hours = trace.config.hours if hours is None else hours
-        hours = check_int("hours (one to train, the next to test)", hours, 2, trace.config.hours)
-        for h in tqdm(range(hours - 1), desc="hours", disable=not cfg.progress):
-            self.train_data = train = encode_segment(trace.segment(h), self.vocabs, grow=True,
-                                                            min_count=self.min_count)
+    def run(self, segments: int | None = None, *, hours: int | None = None) -> Iterator[dict[str, Any]]:
+        """Train on segments ``0 .. segments-2`` (default: all), yielding after each the evaluation on the
+        next segment; ``hours`` is the name ``segments`` had when the trace was the only source.
+
+        A row holds the segment indices and names (``segment``, ``name``, ``test_segment``,
+        ``test_name``), the features, AUC and log loss, seconds, the Bayes-optimal metrics of the test
+        segment where the source has them, and on the synthetic trace ``hour``/``test_hour``.
+        """
+        source, cfg = self.source, self.cfg
+        unit = source.unit
+        if hours is not None:
+            if segments is not None:
+                raise SaecError("give segments or hours, not both")
+            segments = hours
+        segments = len(source) if segments is None else segments
+        segments = check_int(f"{unit} (one to train, the next to test)", segments, 2, len(source))
+        schema = source.schema
+        nxt = source.segment(0)
+        for h in tqdm(range(segments - 1), desc=unit, disable=not cfg.progress):
+            seg = nxt  # the segment tested last time is trained on now (read once)
+            self.train_data = train = encode(seg, schema, self.vocabs, grow=True, min_count=self.min_count)
             if self.model is None:
-                self.model = build_model(self.model_name, trace.schema, self._sizes(), hidden=self.hidden,
-                                         seed=cfg.seed)
+                self.model = build_model(self.model_name, schema, self._sizes(), hidden=self.hidden, seed=cfg.seed)
                 self.optimizer = make_optimizer(self.model, cfg)
             else:
                 grow_model(self.model, self.optimizer, self._sizes())
             stats = train_epoch(self.model, train, self.optimizer, cfg.batch_size, seed=cfg.seed + h, progress=False)
-            nxt = trace.segment(h + 1)
+            nxt = source.segment(h + 1)
             start = time.perf_counter()
-            self.test_data = encode_segment(nxt, self.vocabs, grow=False)
+            self.test_data = encode(nxt, schema, self.vocabs, grow=False)
             metrics = evaluate(self.model, self.test_data)
-            yield {
-                "hour": h, "test_hour": h + 1, "features": sum(self._sizes().values()),
-                "auc": metrics["auc"], "logloss": metrics["logloss"],
-                "bayes_auc": nxt.bayes_auc, "bayes_logloss": nxt.bayes_logloss,
-                "train_s": stats["seconds"], "eval_s": time.perf_counter() - start,
-            }
+            row: dict[str, Any] = {"segment": h, "name": seg.name, "test_segment": h + 1, "test_name": nxt.name}
+            if isinstance(source, TraceSegments):  # the key the trace's scripts and committed results read
+                row.update(hour=h, test_hour=h + 1)
+            row.update(features=sum(self._sizes().values()), auc=metrics["auc"], logloss=metrics["logloss"])
+            if nxt.bayes_auc is not None:
+                row.update(bayes_auc=nxt.bayes_auc, bayes_logloss=nxt.bayes_logloss)
+            row.update(train_s=stats["seconds"], eval_s=time.perf_counter() - start)
+            yield row
