@@ -438,10 +438,7 @@ def compress_state_dict(state: Mapping[str, torch.Tensor], names: Sequence[str],
     compressed, report = compress(holder, method, tables=list(paths), **kwargs)
     out = {k: v for k, v in state.items() if k not in keys}
     tables = {}
-    for t in report.tables:
-        if t.method is None:  # left alone: the float table stays as it was
-            out[paths[t.path]] = state[paths[t.path]]
-            continue
+    for t in report.tables:  # every table was named, so every one is compressed (or compress raised)
         module = compressed.get_submodule(t.path)
         out.update({f"{t.path}.{k}": v for k, v in module.state_dict().items()})
         tables[t.path] = {"method": t.method, "rows": t.rows, "dim": t.dim, "config": t.settings}
