@@ -13,7 +13,7 @@ from saec.data.tabular import TableSpec, parse_fields
 from saec.errors import SaecError
 from saec.models import build_model
 from saec.train.loop import TrainConfig, evaluate, make_optimizer, train_epoch
-from saec.train.stream import StreamingRun, grow_model
+from saec.train.stream import GROWTH_SEED, StreamingRun, grow_model
 
 CFG = TrainConfig(lr=0.05, batch_size=64, progress=False)
 
@@ -151,6 +151,7 @@ def test_movielens_by_week():
 def _old_streaming(trace: SyntheticTrace, cfg: TrainConfig, hours: int):
     """The streaming loop as it read the trace before segment sources (encode_segment on trace hours)."""
     vocabs, model, opt, rows = {}, None, None, []
+    gen = torch.Generator().manual_seed(cfg.seed + GROWTH_SEED)  # the run's own stream of new rows
     for h in range(hours - 1):
         train = encode_segment(trace.segment(h), vocabs, grow=True)
         sizes = {n: len(vocabs[n]) for n in trace.names}
@@ -158,7 +159,7 @@ def _old_streaming(trace: SyntheticTrace, cfg: TrainConfig, hours: int):
             model = build_model("dssm", trace.schema, sizes, hidden=(16,), seed=cfg.seed)
             opt = make_optimizer(model, cfg)
         else:
-            grow_model(model, opt, sizes)
+            grow_model(model, opt, sizes, gen)
         train_epoch(model, train, opt, cfg.batch_size, seed=cfg.seed + h, progress=False)
         nxt = trace.segment(h + 1)
         m = evaluate(model, encode_segment(nxt, vocabs, grow=False))
@@ -173,14 +174,10 @@ def test_trace_adapter_gives_the_old_rows_bit_for_bit():
     assert len(src) == trace.config.hours and src.segment(2).name == "hour 2"
     assert all(np.array_equal(src.segment(2).raw[n], trace.segment(2).raw[n]) for n in trace.names)
     state = torch.get_rng_state()
-    try:  # grown rows are drawn from torch's global generator: seed it the same for both runs
-        torch.manual_seed(0)
-        old, old_model = _old_streaming(trace, CFG, 4)
-        torch.manual_seed(0)
-        run = StreamingRun(trace, cfg=CFG, hidden=(16,))
-        new = list(run.run(4))
-    finally:
-        torch.set_rng_state(state)
+    old, old_model = _old_streaming(trace, CFG, 4)
+    run = StreamingRun(trace, cfg=CFG, hidden=(16,))
+    new = list(run.run(4))
+    assert torch.equal(torch.get_rng_state(), state)  # the caller's random state is neither used nor changed
     assert [{k: r[k] for k in old[0]} for r in new] == old  # exact equality of every number
     assert [r["name"] for r in new] == ["hour 0", "hour 1", "hour 2"] and new[0]["test_name"] == "hour 1"
     for a, b in zip(old_model.state_dict().values(), run.model.state_dict().values()):

@@ -21,10 +21,12 @@ from saec.data.schema import Schema
 from saec.data.vocab import OOV_ID, PAD_ID
 
 
-def new_table(num_embeddings: int, dim: int, init_std: float, sparse: bool) -> nn.Embedding:
-    """A full float32 table, normal-initialised with ``init_std``."""
-    table = nn.Embedding(num_embeddings, dim, sparse=sparse)
-    nn.init.normal_(table.weight, std=init_std)
+def new_table(num_embeddings: int, dim: int, init_std: float, sparse: bool,
+              generator: torch.Generator | None = None) -> nn.Embedding:
+    """A full float32 table, normal-initialised with ``init_std`` (drawn from ``generator``, default torch's
+    global one)."""
+    table = nn.Embedding(num_embeddings, dim, sparse=sparse)  # (its own init draw is kept: it is part of the
+    nn.init.normal_(table.weight, std=init_std, generator=generator)  # stream every committed model came from)
     return table
 
 
@@ -120,11 +122,13 @@ class EmbeddingBagCollection(nn.Module):
         self.tables[name] = table
         return old
 
-    def grow(self, name: str, num_embeddings: int, **kwargs) -> None:
+    def grow(self, name: str, num_embeddings: int, generator: torch.Generator | None = None, **kwargs) -> None:
         """Give field ``name`` rows for new features (ids keep their rows; new rows initialised afresh).
 
-        A full ``nn.Embedding`` is grown here; a compressed table with a ``grow`` method decides itself
-        how new features map into it (``kwargs`` are passed on, e.g. the new features' vectors).
+        A full ``nn.Embedding`` is grown here, its new rows drawn from ``generator`` (pass one: without it
+        they come from torch's global generator, which makes a run depend on whatever else drew from it); a
+        compressed table with a ``grow`` method decides itself how new features map into it (``kwargs``
+        are passed on, e.g. the new features' vectors).
         """
         table = self.tables[self._check(name)]
         if hasattr(table, "grow"):
@@ -137,9 +141,13 @@ class EmbeddingBagCollection(nn.Module):
             raise ValueError(f"field {name!r}: cannot shrink from {old} to {num_embeddings} rows")
         if num_embeddings == old:
             return
-        new = new_table(num_embeddings, table.embedding_dim, self.init_std, self.sparse)
+        # (_weight: no initialisation of the whole table from the global generator, only the new rows below)
+        new = nn.Embedding(num_embeddings, table.embedding_dim, sparse=self.sparse,
+                           _weight=torch.empty(num_embeddings, table.embedding_dim))
         with torch.no_grad():
             new.weight[:old] = table.weight
+            # only the new rows are drawn: the stream a run consumes depends on its growth, not its size
+            new.weight[old:].normal_(0.0, self.init_std, generator=generator)
         self.tables[name] = new
 
     def _check(self, name: str) -> str:

@@ -27,15 +27,17 @@ from saec.models import build_model
 from saec.train.loop import TrainConfig, evaluate, make_optimizer, train_epoch
 
 
-def grow_model(model: nn.Module, optimizer: torch.optim.Optimizer, sizes: dict[str, int]) -> None:
+def grow_model(model: nn.Module, optimizer: torch.optim.Optimizer, sizes: dict[str, int],
+               generator: torch.Generator | None = None) -> None:
     """Grow the model's full tables to ``sizes`` rows, carrying each table's optimizer state along
-    (new rows start with a fresh state: zero accumulators for Adagrad)."""
+    (new rows start with a fresh state: zero accumulators for Adagrad); new rows are drawn from
+    ``generator`` (fields in ``sizes`` order)."""
     emb = model.embeddings
     for name, n in sizes.items():
         old = emb.tables[name].weight
         if n == old.shape[0]:
             continue
-        emb.grow(name, n)
+        emb.grow(name, n, generator=generator)
         new = emb.tables[name].weight
         for group in optimizer.param_groups:
             group["params"] = [new if p is old else p for p in group["params"]]
@@ -48,12 +50,18 @@ def grow_model(model: nn.Module, optimizer: torch.optim.Optimizer, sizes: dict[s
             }
 
 
+GROWTH_SEED = 7_919  # offset of the new rows' stream from cfg.seed (the model's init uses cfg.seed itself)
+
+
 class StreamingRun:
     """A model trained segment by segment on a :class:`~saec.data.segments.SegmentSource` (a
     :class:`SyntheticTrace` is accepted and read hour by hour).
 
     ``model``, ``vocabs`` and ``optimizer`` are live attributes (``model`` is ``None`` before the first
-    segment), so a caller can inspect, save or compress the model between segments.
+    segment), so a caller can inspect, save or compress the model between segments. Every random draw is
+    seeded by ``cfg.seed``: the model's initialisation (:func:`~saec.models.build_model`), each segment's
+    shuffle (``cfg.seed + segment``) and the rows new features get (:attr:`generator`, the run's own, so
+    the caller's random state is neither used nor changed).
     """
 
     def __init__(self, source: SegmentSource | SyntheticTrace, model_name: str = "dssm",
@@ -67,46 +75,64 @@ class StreamingRun:
         self.optimizer: torch.optim.Optimizer | None = None
         self.train_data: CTRData | None = None  # the segment just trained on
         self.test_data: CTRData | None = None  # the next segment, encoded with the current vocabularies
+        # rows of new features: a stream of the run's own (its state is what a checkpoint must carry)
+        self.generator = torch.Generator().manual_seed(self.cfg.seed + GROWTH_SEED)
+        self._next: tuple[int, Any] | None = None  # (index, segment) read for testing, trained on next
 
     def _sizes(self) -> dict[str, int]:
         return {n: len(self.vocabs[n]) for n in self.source.names}
 
-    def run(self, segments: int | None = None, *, hours: int | None = None) -> Iterator[dict[str, Any]]:
-        """Train on segments ``0 .. segments-2`` (default: all), yielding after each the evaluation on the
-        next segment; ``hours`` is the name ``segments`` had when the trace was the only source.
-
-        A row holds the segment indices and names (``segment``, ``name``, ``test_segment``,
-        ``test_name``), the features, AUC and log loss, seconds, the Bayes-optimal metrics of the test
-        segment where the source has them, and on the synthetic trace ``hour``/``test_hour``.
-        """
-        source, cfg = self.source, self.cfg
-        unit = source.unit
+    def check_segments(self, segments: int | None = None, hours: int | None = None) -> int:
+        """How many segments a run over ``segments`` (or ``hours``, the trace's name for it) uses."""
         if hours is not None:
             if segments is not None:
                 raise SaecError("give segments or hours, not both")
             segments = hours
-        segments = len(source) if segments is None else segments
-        segments = check_int(f"{unit} (one to train, the next to test)", segments, 2, len(source))
-        schema = source.schema
-        nxt = source.segment(0)
-        for h in tqdm(range(segments - 1), desc=unit, disable=not cfg.progress):
-            seg = nxt  # the segment tested last time is trained on now (read once)
-            self.train_data = train = encode(seg, schema, self.vocabs, grow=True, min_count=self.min_count)
-            if self.model is None:
-                self.model = build_model(self.model_name, schema, self._sizes(), hidden=self.hidden, seed=cfg.seed)
-                self.optimizer = make_optimizer(self.model, cfg)
-            else:
-                grow_model(self.model, self.optimizer, self._sizes())
-            stats = train_epoch(self.model, train, self.optimizer, cfg.batch_size, seed=cfg.seed + h, progress=False)
-            nxt = source.segment(h + 1)
-            start = time.perf_counter()
-            self.test_data = encode(nxt, schema, self.vocabs, grow=False)
-            metrics = evaluate(self.model, self.test_data)
-            row: dict[str, Any] = {"segment": h, "name": seg.name, "test_segment": h + 1, "test_name": nxt.name}
-            if isinstance(source, TraceSegments):  # the key the trace's scripts and committed results read
-                row.update(hour=h, test_hour=h + 1)
-            row.update(features=sum(self._sizes().values()), auc=metrics["auc"], logloss=metrics["logloss"])
-            if nxt.bayes_auc is not None:
-                row.update(bayes_auc=nxt.bayes_auc, bayes_logloss=nxt.bayes_logloss)
-            row.update(train_s=stats["seconds"], eval_s=time.perf_counter() - start)
-            yield row
+        segments = len(self.source) if segments is None else segments
+        return check_int(f"{self.source.unit} (one to train, the next to test)", segments, 2, len(self.source))
+
+    def run(self, segments: int | None = None, *, hours: int | None = None, start: int = 0) -> Iterator[dict[str, Any]]:
+        """Train on segments ``start .. segments-2`` (default: all), yielding after each the evaluation on
+        the next segment (:meth:`step`); ``hours`` is the name ``segments`` had when the trace was the only
+        source. ``start`` > 0 continues a run whose state (model, optimizer, vocabularies, generator) was
+        restored after segment ``start - 1``."""
+        segments = self.check_segments(segments, hours)
+        start = check_int("start segment", start, 0, segments - 2)
+        for h in tqdm(range(start, segments - 1), desc=self.source.unit, disable=not self.cfg.progress,
+                      initial=start, total=segments - 1):
+            yield self.step(h)
+
+    def step(self, h: int) -> dict[str, Any]:
+        """Admit segment ``h``'s new features, grow the tables, train one epoch on it, and evaluate on
+        segment ``h + 1``.
+
+        The row holds the segment indices and names (``segment``, ``name``, ``test_segment``,
+        ``test_name``), the features before and after admitting the segment (``features_before``,
+        ``features``), AUC and log loss, seconds, the Bayes-optimal metrics of the test segment where the
+        source has them, and on the synthetic trace ``hour``/``test_hour``.
+        """
+        source, cfg, schema = self.source, self.cfg, self.source.schema
+        seg = self._next if self._next is not None and self._next[0] == h else None
+        seg = seg[1] if seg is not None else source.segment(h)  # the segment tested last time, read once
+        before = sum(self._sizes().values()) if self.vocabs else 0
+        self.train_data = train = encode(seg, schema, self.vocabs, grow=True, min_count=self.min_count)
+        if self.model is None:
+            self.model = build_model(self.model_name, schema, self._sizes(), hidden=self.hidden, seed=cfg.seed)
+            self.optimizer = make_optimizer(self.model, cfg)
+        else:
+            grow_model(self.model, self.optimizer, self._sizes(), self.generator)
+        stats = train_epoch(self.model, train, self.optimizer, cfg.batch_size, seed=cfg.seed + h, progress=False)
+        nxt = source.segment(h + 1)
+        self._next = (h + 1, nxt)
+        start = time.perf_counter()
+        self.test_data = encode(nxt, schema, self.vocabs, grow=False)
+        metrics = evaluate(self.model, self.test_data)
+        row: dict[str, Any] = {"segment": h, "name": seg.name, "test_segment": h + 1, "test_name": nxt.name}
+        if isinstance(source, TraceSegments):  # the key the trace's scripts and committed results read
+            row.update(hour=h, test_hour=h + 1)
+        row.update(features_before=before, features=sum(self._sizes().values()), auc=metrics["auc"],
+                   logloss=metrics["logloss"])
+        if nxt.bayes_auc is not None:
+            row.update(bayes_auc=nxt.bayes_auc, bayes_logloss=nxt.bayes_logloss)
+        row.update(train_s=stats["seconds"], eval_s=time.perf_counter() - start)
+        return row
