@@ -47,7 +47,7 @@ from saec.errors import SaecError, SaecFileExistsError, SaecFileNotFoundError, S
 MANIFEST = "manifest.json"
 VERSION = 1
 """Version of the artifact envelope; each kind's readers also check the kind's own ``version``."""
-KINDS = ("saec-model", "saec-compressed-tables", "saec-compressed-state-dict", "saec-run")
+KINDS = ("saec-model", "saec-compressed-tables", "saec-compressed-state-dict", "saec-run", "saec-checkpoint")
 """Every kind saec writes; an output of one of these kinds (and only these) may be replaced."""
 RESERVED = ("format", "version", "saec_version", "files", "manifest_sha256")
 TMP_SUFFIX, OLD_SUFFIX = ".saec-tmp", ".saec-old"

@@ -11,12 +11,14 @@ Every output is a folder saec writes whole (renamed into place) with a checksumm
 (:mod:`saec.artifact`); an existing one is replaced only with ``--overwrite`` and only if saec wrote it, and
 never one that is, holds or lies inside an input. This is checked before any work starts.
     saec stream     [--preset P]      train hour by hour on the synthetic trace (Saec's streaming setting)
+    saec periodic   SEGMENTS --out DIR  Saec's production loop on any stream of segments, resumable
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 from pathlib import Path
@@ -93,21 +95,23 @@ def _load_task(args: argparse.Namespace, schema: Schema | None = None,
         if not movielens.is_fetched(args.dataset):
             movielens.fetch(args.dataset)
         return movielens.movielens_ctr(args.dataset, dims=_dims(args.dims), schema=schema, vocabs=vocabs)
-    if args.config:
-        spec = load_spec(args.config)
-    else:
-        if not args.label or not args.fields:
-            raise SaecError("--table needs --label (the 0/1 or rating column) and --fields (the categorical columns)")
-        names = [n for n in args.fields.split(",") if n]
-        spec = TableSpec(
-            path=args.table, label=args.label, time=args.time, label_threshold=args.label_threshold,
-            fields=parse_fields(names, dim=16 if args.dim is None else args.dim,
-                                multi=_pairs(args.multi, "--multi"), dims=_dims(args.dims),
-                                min_count=1 if args.min_count is None else args.min_count),
-        )
+    spec = load_spec(args.config) if args.config else _table_spec(args, args.table, "--table")
     if schema is not None:
         spec.fields = list(schema.fields)
     return tabular_ctr(spec, vocabs)
+
+
+def _table_spec(args: argparse.Namespace, path: Path, option: str) -> TableSpec:
+    """A :class:`TableSpec` for ``path`` from the table options (--label, --fields, ...)."""
+    if not args.label or not args.fields:
+        raise SaecError(f"{option} needs --label (the 0/1 or rating column) and --fields (the categorical columns)")
+    names = [n for n in args.fields.split(",") if n]
+    return TableSpec(
+        path=path, label=args.label, time=args.time, label_threshold=args.label_threshold,
+        fields=parse_fields(names, dim=16 if args.dim is None else args.dim,
+                            multi=_pairs(args.multi, "--multi"), dims=_dims(args.dims),
+                            min_count=1 if args.min_count is None else args.min_count),
+    )
 
 
 def cmd_fetch(args: argparse.Namespace) -> None:
@@ -365,6 +369,89 @@ def cmd_run(args: argparse.Namespace) -> None:
         print(f"saved {path / 'model'} (full), {path / 'saec'} (compressed) and {path / 'metrics.json'}")
 
 
+def _segment_source(args: argparse.Namespace):
+    """The stream ``saec periodic`` reads, and the user's paths it reads from."""
+    from saec.data.segments import FileSegments, MovieLensWeeks, TableWindows, TraceSegments
+
+    chosen = [o for o in ("preset", "folder", "table", "dataset", "config") if getattr(args, o) is not None]
+    if len(chosen) != 1:
+        raise SaecError(f"give exactly one of --preset, --folder, --table, --dataset or --config "
+                        f"(got {[f'--{o}' for o in chosen] or 'none'})")
+    source = chosen[0]
+    table_opts = [f"--{o.replace('_', '-')}" for o in ("label", "label_threshold", "fields", "multi", "dim", "time")
+                  if getattr(args, o) not in (None, "")] + (["--dims"] if args.dims and source == "config" else [])
+    if source not in ("folder", "table") and table_opts:
+        raise SaecError(f"{', '.join(table_opts)} describe a --folder or --table, not --{source}")
+    cut = [o for o in ("window", "rows") if getattr(args, o) is not None]
+    if source == "table" and len(cut) != 1:
+        raise SaecError("--table is one time-ordered file: cut it with --window (e.g. 1h, 1d, 7d) or --rows N")
+    if source not in ("table", "config") and cut:
+        raise SaecError(f"--{cut[0]} cuts a --table (or a --config file's table) into segments, not --{source}")
+    if source == "preset":
+        from saec.data.synthetic import SyntheticTrace, TraceConfig
+
+        return TraceSegments(SyntheticTrace(TraceConfig.preset(args.preset, seed=args.seed))), []
+    if source == "dataset":
+        if not args.dataset.startswith("movielens"):
+            raise SaecError(f"--dataset {args.dataset}: only MovieLens streams by week")
+        if not movielens.is_fetched(args.dataset):
+            movielens.fetch(args.dataset)
+        return MovieLensWeeks(args.dataset, dims=_dims(args.dims)), [movielens.data_path(args.dataset)]
+    if source == "config":
+        spec = load_spec(args.config)
+        inputs = [args.config, spec.path]
+        if spec.path.is_dir():
+            if cut:
+                raise SaecError(f"{args.config}: its path {spec.path} is a folder (one segment per file); --{cut[0]} "
+                                f"cuts a single table")
+            return FileSegments(spec), inputs
+        if len(cut) != 1:
+            raise SaecError(f"{args.config}: its path {spec.path} is one table: cut it with --window or --rows")
+        return TableWindows(spec, window=args.window, rows=args.rows), inputs
+    if source == "folder":
+        return FileSegments(_table_spec(args, args.folder, "--folder")), [args.folder]
+    return TableWindows(_table_spec(args, args.table, "--table"), window=args.window, rows=args.rows), [args.table]
+
+
+def cmd_periodic(args: argparse.Namespace) -> None:
+    from saec.pipeline.periodic import PeriodicConfig, PeriodicRun
+    from saec.train.loop import TrainConfig
+
+    settings = _compression_settings(args)
+    budget, ratio = settings.pop("budget"), settings.pop("ratio")
+    hidden = tuple(check_int("--hidden width", _int(h, "--hidden"), 1) for h in args.hidden.split(",") if h)
+    train = TrainConfig(optimizer=args.optimizer, lr=args.lr, batch_size=args.batch_size, seed=args.seed,
+                        progress=False)
+    cfg = PeriodicConfig(method=args.method, hyper=settings, budget=budget, ratio=ratio, min_rows=args.min_rows,
+                         retrain_on=args.retrain_on, carry_state=args.carry_state, warm_start=args.warm_start,
+                         warm_niter=args.warm_niter, keep=args.keep, checkpoint_every=args.checkpoint_every,
+                         model=args.model, hidden=hidden, min_count=args.min_count, train=train)
+    if args.segments is not None:
+        check_int("--segments", args.segments, 2)
+    source, inputs = _segment_source(args)
+    run = PeriodicRun(source, cfg, args.out, inputs=inputs)
+    if args.segments is not None and args.segments > len(source):
+        raise SaecError(f"--segments {args.segments}: the source has only {len(source)} {source.unit}")
+    say = (lambda *a: None) if args.quiet else print
+    if run.resumed_from is not None:
+        say(f"resuming {args.out} after segment {run.done - 1} ({run.done} of "
+            f"{(args.segments or len(source)) - 1} done)")
+    widths = (24, 24, 12, 8, 9, 9, 11, 8)
+    cells = ["segment", "-> test", "features", "ratio", "full AUC", f"{args.method} AUC", "retrain on", "seconds"]
+    say("".join(c.ljust(w) for c, w in zip(cells, widths)))
+    for r in run.run(args.segments):
+        cells = [r["name"], r["test_name"], f"{r['features']:,}", f"{r['ratio']:.1f}x", f"{r['full_auc']:.4f}",
+                 f"{r['compressed_auc']:.4f}", r["retrain_on"],
+                 f"{sum(r[k] for k in ('train_s', 'compress_s', 'retrain_s', 'eval_s', 'publish_s')):.1f}"]
+        say("".join(c.ljust(w) for c, w in zip(cells, widths)), flush=True)
+    if run.retrain_choice:
+        c = run.retrain_choice
+        say(f"\n--retrain-on auto chose {c['chose']!r} at segment {c['segment']}: one more epoch of the full model on "
+            f"the same segment moved its AUC on {c['test_name']} by {c['extra_epoch_gain']:+.4f}")
+    say(f"\n{args.out}: log.jsonl ({len(run.rows)} segments), serving/current -> "
+        f"{os.readlink(run.serving / 'current') if (run.serving / 'current').is_symlink() else '-'}, checkpoints/")
+
+
 SAEC_DEFAULTS = {"k": 100, "top_n": None, "vanilla": False, "init": "kmeans++", "niter": 25}
 
 
@@ -467,6 +554,57 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="JSON file for the per-hour results")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_stream)
+
+    p = sub.add_parser("periodic", help="Saec's production loop over a stream of segments: train one epoch, "
+                                        "compress, retrain, evaluate on the next segment, publish; resumable")
+    g = p.add_argument_group("segments (one of --preset, --folder, --table, --dataset, --config)")
+    g.add_argument("--preset", help="the synthetic trace, one segment per hour: tiny, small, medium, large, paper")
+    g.add_argument("--folder", type=Path, help="a folder of CSV/TSV/Parquet files, one segment per file in name order")
+    g.add_argument("--table", type=Path, help="one time-ordered CSV/TSV/Parquet file, cut by --window or --rows")
+    g.add_argument("--window", help="--table: segments of this much of --time, e.g. 1h, 1d, 7d")
+    g.add_argument("--rows", type=int, help="--table: segments of this many rows")
+    g.add_argument("--dataset", choices=sorted(movielens.SOURCES), help="MovieLens by week (label = rating >= 4)")
+    g.add_argument("--config", type=Path, help="TOML file describing a folder or a table (see saec.data.tabular)")
+    g.add_argument("--label", help="label column (0/1, or see --label-threshold)")
+    g.add_argument("--label-threshold", type=float, help="label = value >= this")
+    g.add_argument("--fields", help="comma-separated categorical columns")
+    g.add_argument("--multi", default="", help="multi-valued columns and separators, e.g. 'tags:|'")
+    g.add_argument("--dims", default="", help="per-field embedding dims, e.g. 'user:32,item:32'")
+    g.add_argument("--dim", type=int, help="default embedding dim (16)")
+    g.add_argument("--time", help="time column (--window cuts by it)")
+    g.add_argument("--segments", type=int, help="use the first N segments (default: all)")
+    m = p.add_argument_group("model and training (one epoch per segment)")
+    m.add_argument("--model", choices=["dssm", "deepfm"], default="dssm", help="(dssm)")
+    m.add_argument("--hidden", default="256,128", help="MLP widths (256,128)")
+    m.add_argument("--optimizer", choices=["adagrad", "sgd"], default="adagrad", help="(adagrad, as Saec §3.1)")
+    m.add_argument("--lr", type=float, default=0.01, help="learning rate (0.01)")
+    m.add_argument("--batch-size", type=int, default=1024, help="(1024)")
+    m.add_argument("--min-count", type=int, default=1,
+                   help="a feature gets its own row once seen this often; until then it is OOV (1)")
+    m.add_argument("--seed", type=int, default=0, help="seed of the model, the shuffles, k-means and --preset's trace (0)")
+    how = p.add_argument_group("compression")
+    how.add_argument("--method", default="saec", choices=list(POST_TRAINING), help="post-training method (saec)")
+    how.add_argument("--budget", type=int, help="bytes each table may take; sets the method's knob")
+    how.add_argument("--ratio", type=float, help="each table at most its float32 bytes / RATIO")
+    how.add_argument("--min-rows", type=int, help="tables with fewer rows stay full (1 for Saec, whose --eligibility "
+                     "decides; 1000 otherwise)")
+    _add_saec_options(p)
+    loop = p.add_argument_group("the loop")
+    loop.add_argument("--retrain-on", choices=["labels", "full", "auto"], default="auto",
+                      help="targets of the retraining epoch: the labels (Saec §2.1), the full model's predictions, "
+                           "or auto: measured on the first compressed segment (an extra epoch helps the full model "
+                           "-> labels, else full) (auto)")
+    loop.add_argument("--carry-state", action="store_true", help="retraining continues the full model's Adagrad state")
+    loop.add_argument("--warm-start", action="store_true",
+                      help="Saec's k-means starts from the previous segment's codebook (needs --k, not a budget)")
+    loop.add_argument("--warm-niter", type=int, default=5, help="--warm-start: Lloyd iterations (5)")
+    loop.add_argument("--keep", type=int, default=3, help="published versions kept in DIR/serving (3)")
+    loop.add_argument("--checkpoint-every", type=int, default=1, help="segments between checkpoints (1)")
+    p.add_argument("--out", type=Path, required=True,
+                   help="the run's folder: log.jsonl, serving/ (published models), checkpoints/; running the same "
+                        "command again resumes it")
+    p.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    p.set_defaults(func=cmd_periodic)
 
     p = sub.add_parser("evaluate", help="AUC and log loss of a saved model on a split of its data set")
     p.add_argument("model", type=Path, help="a saved model folder, e.g. runs/x/model written by `saec train`")

@@ -227,7 +227,8 @@ def _budgets(budget: Any, ratio: Any, tables: dict[str, list[str]], modules: dic
 
 def compress(model: nn.Module, method: str = "saec", counts: Mapping[str, Any] | None = None,
              budget: int | Mapping[str, int] | None = None, min_rows: int = 1000, *, ratio: float | None = None,
-             tables: Sequence[str] | None = None, **hyper: Any) -> tuple[nn.Module, CompressionReport]:
+             tables: Sequence[str] | None = None, table_hyper: Mapping[str, Mapping[str, Any]] | None = None,
+             **hyper: Any) -> tuple[nn.Module, CompressionReport]:
     """A copy of ``model`` whose large embedding tables hold ``method``'s tables, and what was done.
 
     Args:
@@ -242,6 +243,8 @@ def compress(model: nn.Module, method: str = "saec", counts: Mapping[str, Any] |
         tables: compress exactly these tables (module paths; any path of a shared table) instead of every
             table of at least ``min_rows`` rows; a named table that cannot be compressed as asked (not an
             embedding table, too small for Saec's eligibility rule) is an error, not left alone.
+        table_hyper: ``{table path: settings}`` that add to or override ``hyper`` for one table (e.g. Saec's
+            ``init_codebook``, a table's own starting centroids).
         **hyper: the method's settings (e.g. ``k=100, top_n=..., init="topk", grad_mode="mean"`` for Saec,
             whose ``eligibility`` (default 100) also applies: tables with fewer than ``eligibility * k``
             rows stay full).
@@ -267,6 +270,11 @@ def compress(model: nn.Module, method: str = "saec", counts: Mapping[str, Any] |
     tables = all_tables
     counts = _by_path("counts", counts, tables)
     budgets = _budgets(budget, ratio, tables, modules)
+    table_hyper = _by_path("table_hyper", table_hyper, tables)
+    for path, extra in table_hyper.items():
+        if not isinstance(extra, Mapping):
+            raise SaecError(f"table_hyper[{path!r}] must be a dict of settings, got {type(extra).__name__}")
+        _check_settings(method, {**hyper, **extra}, eligibility)
 
     plans: dict[str, tuple[dict[str, Any], np.ndarray | None, str]] = {}  # path -> (settings, counts, skipped)
     for path in tables:
@@ -283,7 +291,7 @@ def compress(model: nn.Module, method: str = "saec", counts: Mapping[str, Any] |
             plans[path] = ({}, c, f"rows < min_rows={min_rows}")
             continue
         _check_module(path, module)
-        knobbed = _with_default_knob(method, hyper, path in budgets)
+        knobbed = _with_default_knob(method, {**hyper, **table_hyper.get(path, {})}, path in budgets)
         if eligibility and named is None and "k" in knobbed and rows < eligibility * knobbed["k"]:
             # Saec §2.2.1: only fields of >= eligibility * k features are clustered
             plans[path] = ({}, c, f"rows < eligibility x k = {eligibility:g} x {knobbed['k']}")
@@ -291,6 +299,9 @@ def compress(model: nn.Module, method: str = "saec", counts: Mapping[str, Any] |
         try:
             settings = fit_hyperparameters(method, rows, dim, counts=c, budget_bytes=budgets.get(path), **knobbed)
             footprint(method, rows, dim, **settings)  # checks the structure (k <= rows, int4's even dim) up front
+            start = settings.get("init_codebook")
+            if start is not None and np.shape(start) != (settings["k"], dim):
+                raise SaecError(f"init_codebook has shape {np.shape(start)}, expected (k, dim) = ({settings['k']}, {dim})")
             if eligibility and rows < eligibility * settings["k"]:
                 if named is not None:
                     raise SaecError(f"Saec clusters tables of at least eligibility x k = {eligibility:g} x "

@@ -30,11 +30,12 @@ class KMeansResult:
 
 
 def kmeans(x: np.ndarray, k: int, init: str = "kmeans++", niter: int = 25, seed: int = 0,
-           counts: np.ndarray | None = None) -> KMeansResult:
+           counts: np.ndarray | None = None, init_centroids: np.ndarray | None = None) -> KMeansResult:
     """Lloyd's k-means on the rows of ``x`` (float32, (n, d)), all rows used (no subsampling).
 
     ``init="topk"`` starts from the ``k`` most frequent rows: by ``counts`` if given, else the first
-    ``k`` rows (rows already ordered by decreasing frequency, as vocabulary ids are).
+    ``k`` rows (rows already ordered by decreasing frequency, as vocabulary ids are). ``init_centroids``
+    ((k, d) floats, e.g. the previous period's codebook: a warm start) replaces ``init``.
     """
     x = np.ascontiguousarray(x, dtype=np.float32)
     if x.ndim != 2:
@@ -46,14 +47,19 @@ def kmeans(x: np.ndarray, k: int, init: str = "kmeans++", niter: int = 25, seed:
         raise SaecError(f"k must be in [1, {n}] for {n} vectors, got {k}")
     if niter < 1:
         raise SaecError(f"niter must be >= 1, got {niter}")
+    if init_centroids is not None:
+        init_centroids = np.ascontiguousarray(init_centroids, dtype=np.float32)
+        if init_centroids.shape != (k, d) or not np.isfinite(init_centroids).all():
+            raise SaecError(f"init_centroids must be {k} x {d} finite floats (k x dim), got shape "
+                            f"{init_centroids.shape}")
     kwargs = dict(niter=niter, seed=seed, verbose=False, spherical=False,
                   max_points_per_centroid=-(-n // k) + 1, min_points_per_centroid=1)
     if init != "topk":
         kwargs["init_method"] = _FAISS_INIT[init]
     km = faiss.Kmeans(d, k, **kwargs)
     start = time.perf_counter()
-    start_centroids = None
-    if init == "topk":
+    start_centroids = init_centroids
+    if init == "topk" and init_centroids is None:
         start_centroids = x[:k] if counts is None else x[top_indices(counts, k)]
     km.train(x, init_centroids=start_centroids)
     seconds = time.perf_counter() - start

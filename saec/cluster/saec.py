@@ -166,11 +166,14 @@ def _check_table(name: str, weight: np.ndarray, counts: np.ndarray | None) -> np
     return check_counts_array(f"field {name!r}", counts, weight.shape[0])
 
 
-def compress_field(name: str, weight: np.ndarray, counts: np.ndarray | None, cfg: SaecConfig) -> FieldCompression:
+def compress_field(name: str, weight: np.ndarray, counts: np.ndarray | None, cfg: SaecConfig,
+                   init_centroids: np.ndarray | None = None) -> FieldCompression:
     """Saec on one field's table ``weight`` (features x dim; may be memory-mapped).
 
     ``counts`` are the features' frequencies; without them, feature ids are taken as frequency ranks
     (id 0 most frequent), which is how :class:`~saec.data.vocab.Vocabulary` numbers them.
+    ``init_centroids`` warm-starts k-means (:func:`~saec.cluster.kmeans.kmeans`), e.g. from the field's
+    previous codebook in the periodic loop.
     """
     counts = _check_table(name, weight, counts)
     n, dim = weight.shape
@@ -186,7 +189,8 @@ def compress_field(name: str, weight: np.ndarray, counts: np.ndarray | None, cfg
         train, train_counts = np.asarray(weight), counts
     if not np.isfinite(train).all():
         raise SaecError(f"field {name!r}: the table holds NaN or infinity")
-    result = kmeans(train.astype(np.float32, copy=False), cfg.k, cfg.init, cfg.niter, cfg.seed, counts=train_counts)
+    result = kmeans(train.astype(np.float32, copy=False), cfg.k, cfg.init, cfg.niter, cfg.seed, counts=train_counts,
+                    init_centroids=init_centroids)
     cluster_s = time.perf_counter() - start
     start = time.perf_counter()
     mask = assign(weight, result.centroids, out=np.empty(n, dtype=mask_dtype(cfg.k)), what=f"field {name!r}")

@@ -16,6 +16,7 @@ vocabularies (train with ``grow=True``, evaluate the next segment with ``grow=Fa
 from __future__ import annotations
 
 import csv
+import dataclasses
 import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -84,6 +85,16 @@ class SegmentSource(ABC):
     def segment(self, i: int) -> Segment:
         """Segment ``i`` (0-based)."""
 
+    @abstractmethod
+    def describe(self) -> dict[str, Any]:
+        """What the stream is (JSON): a resumed run checks that it reads the same stream. Segments appended
+        later (a new hourly file) do not change it; the names of segments already trained on are checked
+        apart (:meth:`names_of`)."""
+
+    def names_of(self, n: int) -> list[str]:
+        """Names of the first ``n`` segments."""
+        return [self.segment(i).name for i in range(n)]
+
     def _check_index(self, i: int) -> int:
         return check_int(f"segment index ({len(self)} {self.unit})", i, 0, len(self) - 1)
 
@@ -133,6 +144,12 @@ class TraceSegments(SegmentSource):
     def __len__(self) -> int:
         return self.trace.config.hours
 
+    def describe(self) -> dict[str, Any]:
+        return {"source": "trace", "config": dataclasses.asdict(self.trace.config)}
+
+    def names_of(self, n: int) -> list[str]:
+        return [f"hour {i}" for i in range(n)]
+
     def segment(self, i: int) -> Segment:
         seg = self.trace.segment(self._check_index(i))
         return Segment(f"hour {seg.hour}", seg.raw, seg.labels, seg.bayes_auc, seg.bayes_logloss)
@@ -171,6 +188,11 @@ def _prepare(frame: pd.DataFrame, spec: TableSpec, where: str) -> pd.DataFrame:
         raise SaecError(f"{where}: {e}") from None
     frame[spec.label] = y.astype("int8")
     return frame
+
+
+def _spec_dict(spec: TableSpec) -> dict[str, Any]:
+    return {"label": spec.label, "label_threshold": spec.label_threshold, "time": spec.time,
+            "schema": spec.schema.to_dict()}
 
 
 def _segment_of(frame: pd.DataFrame, spec: TableSpec, name: str) -> Segment:
@@ -229,6 +251,12 @@ class FileSegments(SegmentSource):
     def __len__(self) -> int:
         return len(self.files)
 
+    def describe(self) -> dict[str, Any]:
+        return {"source": "files", "folder": str(self.spec.path.resolve()), **_spec_dict(self.spec)}
+
+    def names_of(self, n: int) -> list[str]:
+        return [p.name for p in self.files[:n]]
+
     def segment(self, i: int) -> Segment:
         path = self.files[self._check_index(i)]
         frame = read_table(path, columns=_wanted(self.spec))
@@ -283,6 +311,13 @@ class _FrameWindows(SegmentSource):
         bounds = np.flatnonzero(np.diff(key)) + 1
         self._frame, self._starts = frame, np.concatenate([[0], bounds, [len(frame)]])
         self._names = names
+        self._cut = {"window": window, "rows": rows}
+
+    def describe(self) -> dict[str, Any]:
+        return {"source": "table", "path": str(self.spec.path.resolve()), **self._cut, **_spec_dict(self.spec)}
+
+    def names_of(self, n: int) -> list[str]:
+        return self._names[:n]
 
     def _window_name(self, label: str, k: int, start: str) -> str:
         return f"{label} {start}"
@@ -329,3 +364,6 @@ class MovieLensWeeks(_FrameWindows):
 
     def _window_name(self, label: str, k: int, start: str) -> str:
         return f"week {k} ({start})"
+
+    def describe(self) -> dict[str, Any]:
+        return {"source": "movielens-weeks", "name": str(self.spec.path), "schema": self.schema.to_dict()}

@@ -102,6 +102,11 @@ class Vocabulary:
         """Raw values in id order."""
         return self._index
 
+    @property
+    def pending(self) -> dict[Any, int]:
+        """Counts of values seen fewer than ``min_count`` times so far (no id yet); a copy."""
+        return dict(self._pending)
+
     def __len__(self) -> int:
         return len(self._index)
 

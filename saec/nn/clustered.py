@@ -106,19 +106,21 @@ class ClusteredEmbedding(CompressedEmbedding):
     @classmethod
     def _from_weight(cls, weight: torch.Tensor, *, counts: np.ndarray | None, k: int = 100, grad_mode: str = "mean",
                      top_n: int | None = None, fast: bool = True, init: str = "kmeans++", niter: int = 25,
-                     seed: int = 0) -> "ClusteredEmbedding":
+                     seed: int = 0, init_codebook: np.ndarray | None = None) -> "ClusteredEmbedding":
         """Saec's k-means on a trained (v x d) table (§2.2, fast clustering §2.4): k-means on the ``top_n``
         most frequent rows by ``counts`` (default ``100 * k``; all rows if ``fast=False``), then every row
         goes to its nearest centroid. The field-size eligibility rule (cluster only fields of at least
         ``eligibility * k`` features) is the caller's (:func:`saec.compress`); here the table is clustered
-        whatever its size."""
+        whatever its size. ``init_codebook`` ((k, d)) starts k-means from given centroids instead of
+        ``init`` (the periodic loop's warm start from the previous period; not in the paper, which
+        re-clusters from scratch every hour)."""
         v = weight.shape[0]
         k = check_int("k", k, 1)
         if k > v:
             raise SaecError(f"k={k} is larger than the table's {v} rows")
         check_choice("grad_mode", grad_mode, GRAD_MODES)
         cfg = SaecConfig(k=k, eligibility=1.0, top_n=top_n, fast=fast, init=init, niter=niter, seed=seed)
-        result = compress_field("table", weight.numpy(), counts, cfg)
+        result = compress_field("table", weight.numpy(), counts, cfg, init_codebook)
         table = cls.from_codebook(result.codebook, result.mask, grad_mode)
         table.fit_stats = {"trained_on": result.trained_on, "objective": result.objective,
                            "cluster_s": result.cluster_s, "assign_s": result.assign_s}

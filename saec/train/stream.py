@@ -38,6 +38,8 @@ def grow_model(model: nn.Module, optimizer: torch.optim.Optimizer, sizes: dict[s
         if n == old.shape[0]:
             continue
         emb.grow(name, n, generator=generator)
+        if isinstance(getattr(model, "config", None), dict):  # what rebuilds the model when it is loaded
+            model.config["num_embeddings"][name] = n
         new = emb.tables[name].weight
         for group in optimizer.param_groups:
             group["params"] = [new if p is old else p for p in group["params"]]
