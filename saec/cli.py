@@ -432,7 +432,7 @@ def cmd_periodic(args: argparse.Namespace) -> None:
     run = PeriodicRun(source, cfg, args.out, inputs=inputs)
     if args.segments is not None and args.segments > len(source):
         raise SaecError(f"--segments {args.segments}: the source has only {len(source)} {source.unit}")
-    say = (lambda *a: None) if args.quiet else print
+    say = (lambda *a, **k: None) if args.quiet else print
     if run.resumed_from is not None:
         say(f"resuming {args.out} after segment {run.done - 1} ({run.done} of "
             f"{(args.segments or len(source)) - 1} done)")
