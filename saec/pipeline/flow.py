@@ -146,8 +146,11 @@ def periodic_saec(trace: SyntheticTrace, saec: SaecConfig, cfg: TrainConfig, mod
                   hours: int | None = None, compress_hours: Iterable[int] | None = None,
                   hidden: tuple[int, ...] = (256, 128), grad_mode: str = "mean",
                   carry_state: bool = False, retrain_targets: str = "full") -> Iterator[dict[str, float]]:
-    """The paper's production loop (§2.1, §3.1): every hour train the full model one epoch on the new
-    hour, compress it, retrain the compressed copy on the same hour, evaluate both on the next hour.
+    """The paper's production loop (§2.1, §3.1) as a generator over the synthetic trace, for the trace
+    benchmarks (benchmarks/trace_saec.py): every hour train the full model one epoch on the new hour,
+    compress it, retrain the compressed copy on the same hour, evaluate both on the next hour. The loop
+    as a tool (any segment source and method, publishing, checkpoints, resume) is
+    :class:`saec.pipeline.periodic.PeriodicRun` (``saec periodic``).
 
     Hours not in ``compress_hours`` (default: all) only train and evaluate the full model. The full
     model keeps training from its own weights; the compressed model is what would be served. Retraining
