@@ -138,11 +138,29 @@ class PeriodicConfig:
             self.min_rows = 1 if self.method in CLUSTERING else 1000
         self.min_rows = check_int("min_rows", self.min_rows, 1)
 
+    def effective_hyper(self) -> dict[str, Any]:
+        """``hyper`` with every unset setting at the method's default (so that ``{"k": 4}`` and the CLI's
+        explicit defaults describe the same run)."""
+        import inspect
+
+        from saec.compression import CLUSTERING, DEFAULT_ELIGIBILITY
+        from saec.nn.registry import METHODS
+
+        spec = METHODS[self.method]
+        out = {n: p.default for n, p in inspect.signature(spec.cls._from_weight).parameters.items()
+               if n not in ("weight", "counts", "init_codebook") and p.default is not inspect.Parameter.empty
+               and n not in spec.fixed}
+        if self.method in CLUSTERING:
+            out["eligibility"] = DEFAULT_ELIGIBILITY
+        if self.budget is not None or self.ratio is not None:
+            out.pop(spec.knobs[0].name, None) if spec.knobs else None  # set by the budget
+        return {**out, **self.hyper}
+
     def identity(self) -> dict[str, Any]:
         """The settings a resumed run must share (everything that changes results; not ``keep``,
         ``checkpoint_every`` or progress bars)."""
         train = {k: v for k, v in dataclasses.asdict(self.train).items() if k != "progress"}
-        return {"method": self.method, "hyper": self.hyper, "budget": self.budget, "ratio": self.ratio,
+        return {"method": self.method, "hyper": self.effective_hyper(), "budget": self.budget, "ratio": self.ratio,
                 "min_rows": self.min_rows, "retrain_on": self.retrain_on, "carry_state": self.carry_state,
                 "warm_start": self.warm_start, "warm_niter": self.warm_niter if self.warm_start else None,
                 "model": self.model, "hidden": list(self.hidden), "min_count": self.min_count, "train": train}
@@ -324,10 +342,25 @@ class PeriodicRun:
         run.generator.set_state(tensors["rng/growth"])
         self.codebooks = {k[len("codebook/"):]: v.numpy() for k, v in tensors.items() if k.startswith("codebook/")}
         self.rows, self.retrain_choice, self.done = state["rows"], state["retrain_choice"], state["next_segment"]
+        self._recover_checkpoint_seconds()
         self.resumed_from = n
         self._check_same_stream()
         self._rollback_serving(self.done - 1)
         self._write_log()
+
+    def _recover_checkpoint_seconds(self) -> None:
+        """The last checkpointed row was saved before its own checkpoint was timed; the log written after it
+        has that time. Taken from the log only if the rest of the row is the checkpoint's, exactly."""
+        if not self.rows or "checkpoint_s" in self.rows[-1] or not (self.out / LOG_FILE).is_file():
+            return
+        i = len(self.rows) - 1
+        try:
+            logged = json.loads((self.out / LOG_FILE).read_text().splitlines()[i])
+        except (IndexError, ValueError, UnicodeDecodeError):
+            return
+        if isinstance(logged, dict) and {k: v for k, v in logged.items() if k != "checkpoint_s"} == self.rows[i] \
+                and isinstance(logged.get("checkpoint_s"), float):
+            self.rows[i]["checkpoint_s"] = logged["checkpoint_s"]
 
     def _check_same_stream(self) -> None:
         if not self.rows:
