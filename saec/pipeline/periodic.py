@@ -372,8 +372,8 @@ class PeriodicRun:
         got = self.source.names_of(len(want))
         for i, (a, b) in enumerate(zip(want, got)):
             if a != b:
-                raise SaecError(f"segment {i} of the source is {b!r}, but the run in {self.out} trained on {a!r} "
-                                f"there; it is not the same stream")
+                raise SaecError(f"segment {i} of the source is {b!r}, but the run in {self.out} used {a!r} "
+                                f"there (to train or test on); it is not the same stream")
 
     # -- publishing -------------------------------------------------------------------------------------
     @property
