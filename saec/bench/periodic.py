@@ -213,8 +213,8 @@ def render_compare(a: dict[str, Any], b: dict[str, Any], md_path: str | Path, ti
     """Two runs over the same stream (e.g. re-clustering vs warm start): clustering time and AUC side by side."""
     ra, rb = {r["segment"]: r for r in a["rows"]}, {r["segment"]: r for r in b["rows"]}
     both = [h for h in sorted(ra) if h in rb and ra[h]["compressed_tables"] and rb[h]["compressed_tables"]]
-    t = header(title, a["command"], a["environment"])
-    t += f"\nSecond run: `{' '.join(b['command'])}`.\n\n"
+    t = header(title, None, a["environment"])  # this command; the environment the first run recorded
+    t += f"\nFirst run ({names[0]}): `{' '.join(a['command'])}`.\n\nSecond run ({names[1]}): `{' '.join(b['command'])}`.\n\n"
     if not both:
         write_text(md_path, t + "No segment was compressed in both runs.\n")
         return
