@@ -66,14 +66,19 @@ def _add_data_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--dataset", choices=sorted(movielens.SOURCES), help="built-in MovieLens CTR task")
     g.add_argument("--table", type=Path, help="your own CSV/TSV/Parquet click log")
     g.add_argument("--config", type=Path, help="TOML file describing your data (see saec.data.tabular)")
-    g.add_argument("--label", help="label column of --table (0/1, or see --label-threshold)")
+    _add_table_options(g, "--table", "split by (default: row order)")
+    g.add_argument("--min-count", type=int, help="--table: values seen fewer times map to OOV (1)")
+
+
+def _add_table_options(g: argparse._ArgumentGroup, what: str, time_use: str) -> None:
+    """The options that describe a click log's columns (``what`` names the option they describe)."""
+    g.add_argument("--label", help=f"label column of {what} (0/1, or see --label-threshold)")
     g.add_argument("--label-threshold", type=float, help="label = value >= this (e.g. 4 for ratings)")
-    g.add_argument("--fields", help="comma-separated categorical columns of --table")
+    g.add_argument("--fields", help=f"comma-separated categorical columns of {what}")
     g.add_argument("--multi", default="", help="multi-valued columns and separators, e.g. 'tags:|,genres: '")
     g.add_argument("--dims", default="", help="per-field embedding dims, e.g. 'user:32,item:32'")
-    g.add_argument("--dim", type=int, help="default embedding dim for --table fields (16)")
-    g.add_argument("--time", help="time column of --table to split by (default: row order)")
-    g.add_argument("--min-count", type=int, help="--table: values seen fewer times map to OOV (1)")
+    g.add_argument("--dim", type=int, help=f"default embedding dim for {what} fields (16)")
+    g.add_argument("--time", help=f"time column of {what} to {time_use}")
 
 
 # options that describe a --table; with --dataset or --config they would be silently ignored
@@ -565,13 +570,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--rows", type=int, help="--table: segments of this many rows")
     g.add_argument("--dataset", choices=sorted(movielens.SOURCES), help="MovieLens by week (label = rating >= 4)")
     g.add_argument("--config", type=Path, help="TOML file describing a folder or a table (see saec.data.tabular)")
-    g.add_argument("--label", help="label column (0/1, or see --label-threshold)")
-    g.add_argument("--label-threshold", type=float, help="label = value >= this")
-    g.add_argument("--fields", help="comma-separated categorical columns")
-    g.add_argument("--multi", default="", help="multi-valued columns and separators, e.g. 'tags:|'")
-    g.add_argument("--dims", default="", help="per-field embedding dims, e.g. 'user:32,item:32'")
-    g.add_argument("--dim", type=int, help="default embedding dim (16)")
-    g.add_argument("--time", help="time column (--window cuts by it)")
+    _add_table_options(g, "--folder/--table", "cut --table by (--window)")
     g.add_argument("--segments", type=int, help="use the first N segments (default: all)")
     m = p.add_argument_group("model and training (one epoch per segment)")
     m.add_argument("--model", choices=["dssm", "deepfm"], default="dssm", help="(dssm)")

@@ -499,7 +499,7 @@ class PeriodicRun:
             vectors_after = 0
             for t in report.tables:
                 table = compressed.embeddings.tables[t.path[len(PREFIX):]]
-                vectors_after += table.k if isinstance(table, ClusteredEmbedding) else getattr(table, "k", t.rows)
+                vectors_after += getattr(table, "k", t.rows)  # clustered tables: k codebook rows
             row.update(
                 features_before=base["features_before"], features=base["features"],
                 vectors_before=sum(t.rows for t in report.tables), vectors_after=vectors_after,
