@@ -3,14 +3,15 @@
 A saved model is an artifact folder (:mod:`saec.artifact`: a ``manifest.json`` with the SHA-256 of every
 file, written under a temporary name and renamed into place) holding
 
-* ``tensors.safetensors``: the ``state_dict`` (keys ``state_dict/KEY``) and each field's vocabulary counts
-  (``vocab_counts/FIELD``, int64);
+* ``tensors.safetensors``: the ``state_dict`` (keys ``state_dict/KEY``), each field's vocabulary counts
+  (``vocab_counts/FIELD``, int64) and integer values (``vocab_values/FIELD``, int64);
 * ``model.json``: the :func:`saec.models.build_model` configuration, the schema, ``extra``, and for every
   field whose table is not the default ``nn.Embedding`` what rebuilds it before the weights are loaded:
   ``{"kind": "method", "method", "features", "config"}`` for a table of any method in
   :data:`saec.nn.registry.METHODS` (Saec's included), ``config`` being the table's
   :meth:`~saec.nn.base.CompressedEmbedding.config`;
-* ``vocabs.json``: each field's vocabulary values, ``min_count`` and pending values (no pickle anywhere).
+* ``vocabs.json``: each field's ``min_count``, pending values, and its values unless they are integers
+  (``null`` then: they are in ``vocab_values/FIELD``); no pickle anywhere.
 
 :func:`load_model` verifies every checksum first, then that the configuration rebuilds exactly the tensors'
 keys, shapes and dtypes, that no float holds NaN, that masks and id buffers lie in range and that each
@@ -26,8 +27,6 @@ import os
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable
-
-import numpy as np
 
 from saec.artifact import json_bytes, read_artifact, tensor_bytes, umask, write_file, write_folder
 from saec.errors import SaecError, SaecTypeError
@@ -79,7 +78,6 @@ def save_model(path: str | Path, model: nn.Module, vocabs: dict[str, Vocabulary]
     """Write a trained CTR model (built by :func:`saec.models.build_model`) with its vocabularies as the
     artifact folder ``path``; an existing one is replaced only with ``overwrite`` and only if saec wrote it
     (:func:`saec.artifact.check_output`), never when it overlaps one of ``inputs``."""
-    import torch
     from torch import nn
 
     schema = model.embeddings.schema
@@ -92,11 +90,8 @@ def save_model(path: str | Path, model: nn.Module, vocabs: dict[str, Vocabulary]
     compressed = {name: _describe(name, t) for name, t in model.embeddings.tables.items()
                   if type(t) is not nn.Embedding}
     info = {"config": model.config, "schema": schema.to_dict(), "tables": compressed, "extra": extra or {}}
-    vocab_json, tensors = {}, {f"state_dict/{k}": v for k, v in model.state_dict().items()}
-    for n, v in vocabs.items():
-        d = v.to_dict()
-        tensors[f"vocab_counts/{n}"] = torch.as_tensor(np.asarray(d.pop("counts"), dtype=np.int64))
-        vocab_json[n] = d
+    vocab_json, vocab_tensors = vocab_parts(vocabs)
+    tensors = {**{f"state_dict/{k}": v for k, v in model.state_dict().items()}, **vocab_tensors}
 
     def fill(tmp: Path) -> None:
         write_file(tmp / "model.json", json_bytes(info))
@@ -104,6 +99,57 @@ def save_model(path: str | Path, model: nn.Module, vocabs: dict[str, Vocabulary]
         write_file(tmp / "tensors.safetensors", tensor_bytes(tensors))
 
     return write_folder(path, FORMAT, fill, overwrite=overwrite, inputs=inputs)
+
+
+def vocab_parts(vocabs: dict[str, "Vocabulary"]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The vocabularies as ``(json, tensors)`` for an artifact: per field the JSON part of
+    :meth:`~saec.data.vocab.Vocabulary.to_arrays`, and the tensors ``vocab_counts/FIELD`` and, for integer
+    values, ``vocab_values/FIELD`` (int64)."""
+    import torch
+
+    meta, tensors = {}, {}
+    for n, v in vocabs.items():
+        meta[n], arrays = v.to_arrays()
+        for key, array in arrays.items():
+            tensors[f"vocab_{key}/{n}"] = torch.from_numpy(array)
+    return meta, tensors
+
+
+def read_vocabs(where: Path, tpath: Path, meta: Any, tensors: dict[str, Any],
+                sizes: dict[str, int]) -> dict[str, "Vocabulary"]:
+    """Inverse of :func:`vocab_parts`, checking every field's record against its table's ``sizes``
+    (messages name ``where``, the JSON file, and ``tpath``, the tensors' file)."""
+    import torch
+
+    from saec.data.vocab import Vocabulary
+
+    counts = {k[len("vocab_counts/"):]: v for k, v in tensors.items() if k.startswith("vocab_counts/")}
+    values = {k[len("vocab_values/"):]: v for k, v in tensors.items() if k.startswith("vocab_values/")}
+    if not isinstance(meta, dict) or set(meta) != set(sizes) or set(counts) != set(sizes) or set(values) - set(sizes):
+        raise SaecError(f"{where}: vocabularies {sorted(meta) if isinstance(meta, dict) else meta!r:.100} and counts "
+                        f"{sorted(counts)} do not match the fields {sorted(sizes)}")
+    vocabs = {}
+    for n, d in meta.items():
+        c, vt = counts[n], values.get(n)
+        if c.dtype != torch.int64 or c.dim() != 1 or (c.numel() and int(c.min()) < 0):
+            raise SaecError(f"{tpath}: vocab_counts/{n} is {c.dtype} {tuple(c.shape)}; expected non-negative "
+                            f"int64 counts")
+        if vt is not None and (vt.dtype != torch.int64 or vt.dim() != 1):
+            raise SaecError(f"{tpath}: vocab_values/{n} is {vt.dtype} {tuple(vt.shape)}; expected int64 values")
+        listed = _field(where, d, "values", (list, type(None)))
+        if (listed is None) == (vt is None):
+            raise SaecError(f"{where}: field {n!r}: its values must be either listed or a vocab_values tensor, "
+                            f"exactly one of the two")
+        n_values = len(listed) if listed is not None else len(vt)
+        if n_values != sizes[n] or len(c) != sizes[n]:
+            raise SaecError(f"{where}: field {n!r} has {n_values} values and {len(c)} counts, but its table "
+                            f"{sizes[n]} rows")
+        arrays = {"counts": c.numpy(), **({"values": vt.numpy()} if vt is not None else {})}
+        try:
+            vocabs[n] = Vocabulary.from_arrays(d, arrays)
+        except (KeyError, TypeError, ValueError) as e:
+            raise SaecError(f"{where}: field {n!r}: damaged vocabulary ({type(e).__name__}: {e})") from None
+    return vocabs
 
 
 def _describe(name: str, table: "nn.Module") -> dict[str, Any]:
@@ -151,11 +197,8 @@ def _field(path: Path, d: Any, key: str, types: type | tuple[type, ...]) -> Any:
 def load_model(path: str | Path) -> tuple["nn.Module", dict[str, "Vocabulary"], dict[str, Any]]:
     """Read a model folder written by :func:`save_model`: ``(model, vocabs, extra)``; every file is verified
     before it is used (see the module docstring)."""
-    import torch
-
     from saec.artifact import check_ranges, check_state
     from saec.data.schema import Schema
-    from saec.data.vocab import Vocabulary
     from saec.models import build_model  # models import io-free modules only; keep io importable alone
 
     art = read_artifact(path, FORMAT, "saved model")
@@ -178,27 +221,9 @@ def load_model(path: str | Path) -> tuple["nn.Module", dict[str, "Vocabulary"], 
                         f"the schema's fields {schema.names}")
     tensors = art.tensors("tensors.safetensors")
     state = {k[len("state_dict/"):]: v for k, v in tensors.items() if k.startswith("state_dict/")}
-    counts = {k[len("vocab_counts/"):]: v for k, v in tensors.items() if k.startswith("vocab_counts/")}
-    if len(state) + len(counts) != len(tensors):
-        raise SaecError(f"{tpath}: holds tensors other than state_dict/* and vocab_counts/*")
-    vocab_d = art.json("vocabs.json")
-    if not isinstance(vocab_d, dict) or set(vocab_d) != set(schema.names) or set(counts) != set(schema.names):
-        raise SaecError(f"{vpath}: vocabularies {sorted(vocab_d) if isinstance(vocab_d, dict) else vocab_d!r:.100} "
-                        f"and counts {sorted(counts)} do not match the schema's fields {schema.names}")
-    vocabs = {}
-    for n, d in vocab_d.items():
-        c = counts[n]
-        if c.dtype != torch.int64 or c.dim() != 1 or (c.numel() and int(c.min()) < 0):
-            raise SaecError(f"{tpath}: vocab_counts/{n} is {c.dtype} {tuple(c.shape)}; expected non-negative "
-                            f"int64 counts")
-        values = _field(vpath, d, "values", list)
-        if len(values) != sizes[n] or len(c) != sizes[n]:
-            raise SaecError(f"{vpath}: field {n!r} has {len(values)} values and {len(c)} counts, but its table "
-                            f"{sizes[n]} rows")
-        try:
-            vocabs[n] = Vocabulary.from_dict({**d, "counts": c.numpy()})
-        except (KeyError, TypeError, ValueError) as e:
-            raise SaecError(f"{vpath}: field {n!r}: damaged vocabulary ({type(e).__name__}: {e})") from None
+    if any(not k.startswith(("state_dict/", "vocab_counts/", "vocab_values/")) for k in tensors):
+        raise SaecError(f"{tpath}: holds tensors other than state_dict/*, vocab_counts/* and vocab_values/*")
+    vocabs = read_vocabs(vpath, tpath, art.json("vocabs.json"), tensors, sizes)
     # non-default fields are rebuilt first and handed to the model, so no full table is allocated for them
     # (a compressed 1e8-feature field would otherwise cost its float32 table just to be thrown away)
     rebuilt = {n: _rebuild(mpath, n, t, schema) for n, t in tables.items()}

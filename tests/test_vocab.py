@@ -55,3 +55,16 @@ def test_counts_are_read_only_and_bad_arguments_fail():
         v.decode([3])
     with pytest.raises(ValueError, match="corrupted"):
         Vocabulary.from_dict({"min_count": 1, "values": ["a", "b"], "counts": [1]})
+
+
+@pytest.mark.parametrize("values", [[5, 3, 5, 9, 3, 5, 7], ["b", "a", "b", "c", "b", "z"], []])
+def test_to_arrays_round_trips_integer_values_as_an_array_and_others_in_the_json_part(values):
+    v = Vocabulary.from_values(values, min_count=2)
+    meta, arrays = v.to_arrays()
+    integer = bool(values) and isinstance(values[0], int)
+    assert (meta["values"] is None) == integer and ("values" in arrays) == integer
+    assert arrays["counts"].dtype == np.int64
+    back = Vocabulary.from_arrays(meta, arrays)
+    assert list(back.values) == list(v.values) and back.counts.tolist() == v.counts.tolist()
+    assert back.pending == v.pending and back.min_count == 2
+    assert back.encode(values).tolist() == v.encode(values).tolist()

@@ -126,6 +126,24 @@ class Vocabulary:
             "pending": [[_plain(v), c] for v, c in self._pending.items()],
         }
 
+    def to_arrays(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """The state for files as ``(meta, arrays)``: ``arrays`` holds the counts and, when the values are
+        integers, the values (int64; ``meta["values"]`` is then ``None``); ``meta`` the rest, JSON-serialisable.
+        Millions of integer values are written as one array instead of a JSON list (:meth:`from_arrays`)."""
+        arrays = {"counts": np.asarray(self._counts, dtype=np.int64)}
+        numeric = self._index.dtype.kind == "i" and len(self._index) > 0
+        if numeric:
+            arrays["values"] = np.asarray(self._index, dtype=np.int64)
+        meta = {"min_count": self.min_count, "values": None if numeric else [_plain(v) for v in self._index],
+                "pending": [[_plain(v), c] for v, c in self._pending.items()]}
+        return meta, arrays
+
+    @classmethod
+    def from_arrays(cls, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> "Vocabulary":
+        """Inverse of :meth:`to_arrays` (``meta["values"]`` None: the values are ``arrays["values"]``)."""
+        values = meta["values"] if meta.get("values") is not None else arrays["values"]
+        return cls.from_dict({**meta, "values": values, "counts": arrays["counts"]})
+
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Vocabulary":
         """Inverse of :meth:`to_dict`."""

@@ -46,8 +46,8 @@ from saec import __version__
 from saec.artifact import canonical, json_bytes, read_artifact, recognise, sha256, tensor_bytes, write_file, write_folder
 from saec.config import check_bool, check_choice, check_int
 from saec.data.segments import SegmentSource, as_source
-from saec.data.vocab import Vocabulary
 from saec.errors import SaecError, SaecFileExistsError
+from saec.io import read_vocabs, vocab_parts
 from saec.models import build_model
 from saec.nn.clustered import ClusteredEmbedding
 from saec.nn.registry import POST_TRAINING
@@ -286,15 +286,8 @@ class PeriodicRun:
                     keys[str(idx)][key] = "tensor"
                 else:
                     keys[str(idx)][key] = value
-        vocabs = {}
-        for name, v in run.vocabs.items():
-            values = v.values
-            numeric = values.dtype.kind in "iu"
-            if numeric:
-                tensors[f"vocab_values/{name}"] = torch.from_numpy(np.asarray(values, dtype=np.int64))
-            tensors[f"vocab_counts/{name}"] = torch.from_numpy(np.array(v.counts, dtype=np.int64))
-            vocabs[name] = {"min_count": v.min_count, "values": None if numeric else [_plain(x) for x in values],
-                            "pending": [[_plain(k), c] for k, c in v.pending.items()]}
+        vocabs, vocab_tensors = vocab_parts(run.vocabs)
+        tensors.update(vocab_tensors)
         for name, cb in self.codebooks.items():
             tensors[f"codebook/{name}"] = torch.from_numpy(cb)
         tensors["rng/growth"] = run.generator.get_state()
@@ -325,12 +318,10 @@ class PeriodicRun:
             raise SaecError(f"{path} was written with other settings than {self.out / RUN_FILE}; not resuming from it")
         run, cfg = self.stream, self.cfg
         schema = self.source.schema
-        for name, d in state["vocabs"].items():
-            values = d["values"] if d["values"] is not None else tensors[f"vocab_values/{name}"].numpy()
-            run.vocabs[name] = Vocabulary.from_dict({"min_count": d["min_count"], "values": values,
-                                                     "counts": tensors[f"vocab_counts/{name}"].numpy(),
-                                                     "pending": d["pending"]})
         mc = state["model_config"]
+        run.vocabs.update(read_vocabs(path / "state.json", path / "tensors.safetensors", state["vocabs"],
+                                      {k: v for k, v in tensors.items() if k.startswith("vocab_")},
+                                      mc["num_embeddings"]))
         run.model = build_model(mc["name"], schema, mc["num_embeddings"], hidden=tuple(mc["hidden"]),
                                 dropout=mc["dropout"], seed=mc["seed"], init_std=mc["init_std"], sparse=mc["sparse"])
         run.model.load_state_dict({k[len("model/"):]: v for k, v in tensors.items() if k.startswith("model/")})
