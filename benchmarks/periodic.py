@@ -8,7 +8,8 @@ Logic in :mod:`saec.bench.periodic`. Run from the repository root under the benc
     python benchmarks/periodic.py --name periodic_csv --trace-csv small --run-dir /tmp/saec-periodic/csv -- \\
         --folder /tmp/saec-periodic/csv-data --label label --fields f00,f01,...   (fields filled in for you)
     python benchmarks/periodic.py --from-json docs/results/periodic_large.json --name periodic_large
-    python benchmarks/periodic.py --compare docs/results/A.json docs/results/B.json --name periodic_warm
+    python benchmarks/periodic.py --compare docs/results/A.json docs/results/B.json --name periodic_warm \\
+        [--names "run A" "run B"] [--time-key retrain_s]
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import json
 import sys
 from pathlib import Path
 
-from saec.bench.periodic import render, render_compare, run, write_trace_csv
+from saec.bench.periodic import COMPARED_TIMES, render, render_compare, run, write_trace_csv
 from saec.io import write_json
 
 RESULTS = Path("docs/results")
@@ -37,12 +38,14 @@ def main() -> None:
     ap.add_argument("--from-json", type=Path, help="only re-render from this raw record")
     ap.add_argument("--compare", type=Path, nargs=2, metavar="JSON", help="render two records side by side")
     ap.add_argument("--names", nargs=2, default=["re-clustering", "warm start"], help="labels of --compare's runs")
+    ap.add_argument("--time-key", default="cluster_s", choices=sorted(COMPARED_TIMES),
+                    help="--compare: the part of the loop whose seconds are compared (cluster_s)")
     args = ap.parse_args(own)
     md = RESULTS / f"{args.name}.md"
     title = args.title or f"saec periodic: {args.name}"
     if args.compare:
         a, b = (json.loads(p.read_text()) for p in args.compare)
-        render_compare(a, b, md, title, tuple(args.names))
+        render_compare(a, b, md, title, tuple(args.names), args.time_key, ["python", "benchmarks/periodic.py", *argv])
         print(f"wrote {md}")
         return
     if args.from_json:

@@ -428,7 +428,8 @@ def cmd_periodic(args: argparse.Namespace) -> None:
     train = TrainConfig(optimizer=args.optimizer, lr=args.lr, batch_size=args.batch_size, seed=args.seed,
                         progress=False)
     cfg = PeriodicConfig(method=args.method, hyper=settings, budget=budget, ratio=ratio, min_rows=args.min_rows,
-                         retrain_on=args.retrain_on, carry_state=args.carry_state, warm_start=args.warm_start,
+                         retrain_on=args.retrain_on, retrain_fields=args.retrain_fields,
+                         carry_state=args.carry_state, warm_start=args.warm_start,
                          warm_niter=args.warm_niter, keep=args.keep, checkpoint_every=args.checkpoint_every,
                          model=args.model, hidden=hidden, min_count=args.min_count, train=train)
     if args.segments is not None:
@@ -593,6 +594,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="targets of the retraining epoch: the labels (Saec §2.1), the full model's predictions, "
                            "or auto: measured on the first compressed segment (an extra epoch helps the full model "
                            "-> labels, else full) (auto)")
+    loop.add_argument("--retrain-fields", choices=["compressed", "all"], default="compressed",
+                      help="what retraining trains besides the network: the compressed tables only (fields left full "
+                           "keep the full model's values) or every table, as in the paper (compressed)")
     loop.add_argument("--carry-state", action="store_true", help="retraining continues the full model's Adagrad state")
     loop.add_argument("--warm-start", action="store_true",
                       help="Saec's k-means starts from the previous segment's codebook (needs --k, not a budget)")

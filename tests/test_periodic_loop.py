@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+import torch
+from torch import nn
 
 from saec.data.segments import TraceSegments
 from saec.data.synthetic import SyntheticTrace, TraceConfig
@@ -21,7 +23,8 @@ def test_bad_settings_are_refused_before_any_work(tmp_path):
         PeriodicConfig(hyper={"kk": 3})
     with pytest.raises(SaecError, match="retrain_on"):
         PeriodicConfig(retrain_on="both")
-
+    with pytest.raises(SaecError, match="retrain_fields"):
+        PeriodicConfig(retrain_fields="full")
 
 
 def test_other_methods_publish_too(tmp_path):
@@ -32,3 +35,21 @@ def test_other_methods_publish_too(tmp_path):
     assert all(r["method"] == "int8" and r["compressed_tables"] > 0 and r["ratio"] > 1.2 for r in rows)
     model, _, extra = load_model(tmp_path / "int8" / "serving" / "current")
     assert extra["published"]["method"] == "int8"
+
+
+@pytest.mark.parametrize("fields", ["compressed", "all"])
+def test_retrain_fields_decides_whether_fields_left_full_keep_the_full_models_values(tmp_path, fields):
+    src = TraceSegments(SyntheticTrace(TraceConfig.preset("tiny")))
+    cfg = PeriodicConfig(hyper={"k": 4, "eligibility": 8}, hidden=(16,), retrain_on="labels", retrain_fields=fields,
+                         train=TrainConfig(progress=False))
+    run = PeriodicRun(src, cfg, tmp_path / fields)
+    row = list(run.run(3))[-1]
+    published, _, _ = load_model(tmp_path / fields / "serving" / "current")
+    full, tables = run.stream.model.embeddings, published.embeddings.tables
+    left_full = [n for n, t in tables.items() if type(t) is nn.Embedding]
+    assert 0 < row["compressed_tables"] < len(tables) and left_full  # both kinds present
+    same = [torch.equal(tables[n].weight, full.tables[n].weight) and
+            torch.equal(published.embeddings.oov[n], full.oov[n]) for n in left_full]
+    assert all(same) if fields == "compressed" else not any(same)
+    codebooks_trained = [n for n, t in tables.items() if n not in left_full]
+    assert codebooks_trained and all(tables[n].codebook.requires_grad for n in codebooks_trained)

@@ -209,28 +209,38 @@ def _plot(rows: list[dict[str, Any]], fig5: Path, fig6: Path, method: str, hourl
     save_figure(fig, fig6)
 
 
-def render_compare(a: dict[str, Any], b: dict[str, Any], md_path: str | Path, title: str, names: tuple[str, str]) -> None:
-    """Two runs over the same stream (e.g. re-clustering vs warm start): clustering time and AUC side by side."""
+COMPARED_TIMES = {"cluster_s": ("k-means", "cluster s"), "retrain_s": ("retraining", "retrain s"),
+                  "compress_s": ("compression", "compress s"), "train_s": ("training", "train s")}
+
+
+def render_compare(a: dict[str, Any], b: dict[str, Any], md_path: str | Path, title: str, names: tuple[str, str],
+                   time_key: str = "cluster_s", command: list[str] | None = None) -> None:
+    """Two runs over the same stream (e.g. re-clustering vs warm start): the seconds of one part of the loop
+    (``time_key``, one of :data:`COMPARED_TIMES`) and the compressed model's AUC, side by side."""
+    what, column = COMPARED_TIMES[time_key]
     ra, rb = {r["segment"]: r for r in a["rows"]}, {r["segment"]: r for r in b["rows"]}
     both = [h for h in sorted(ra) if h in rb and ra[h]["compressed_tables"] and rb[h]["compressed_tables"]]
-    t = header(title, None, a["environment"])  # this command; the environment the first run recorded
+    t = header(title, command, a["environment"])  # this command; the environment the first run recorded
     t += f"\nFirst run ({names[0]}): `{' '.join(a['command'])}`.\n\nSecond run ({names[1]}): `{' '.join(b['command'])}`.\n\n"
     if not both:
         write_text(md_path, t + "No segment was compressed in both runs.\n")
         return
-    ca = np.array([ra[h]["cluster_s"] for h in both])
-    cb = np.array([rb[h]["cluster_s"] for h in both])
+    ca = np.array([ra[h][time_key] for h in both])
+    cb = np.array([rb[h][time_key] for h in both])
+    share_a = np.median([ra[h][time_key] / ra[h]["train_s"] for h in both])
+    share_b = np.median([rb[h][time_key] / rb[h]["train_s"] for h in both])
     da = np.array([ra[h]["compressed_auc"] for h in both])
     db = np.array([rb[h]["compressed_auc"] for h in both])
-    t += (f"Over the {len(both)} segments compressed in both runs: k-means took {ca.sum():.1f} s ({names[0]}) and "
-          f"{cb.sum():.1f} s ({names[1]}), {ca.sum() / max(cb.sum(), 1e-9):.2f}x; the compressed model's AUC differs by "
+    t += (f"Over the {len(both)} segments compressed in both runs: {what} took {ca.sum():.1f} s ({names[0]}) and "
+          f"{cb.sum():.1f} s ({names[1]}), {ca.sum() / max(cb.sum(), 1e-9):.2f}x (per segment, as a share of its "
+          f"training epoch: median {share_a:.0%} and {share_b:.0%}); the compressed model's AUC differs by "
           f"{(db - da).mean():+.5f} on average ({names[1]} minus {names[0]}; range {(db - da).min():+.5f} .. "
           f"{(db - da).max():+.5f}), and {names[1]} is at least as good in {int((db >= da).sum())} of {len(both)}.\n\n")
-    table = [["segment", f"cluster s ({names[0]})", f"cluster s ({names[1]})", f"AUC ({names[0]})", f"AUC ({names[1]})",
+    table = [["segment", f"{column} ({names[0]})", f"{column} ({names[1]})", f"AUC ({names[0]})", f"AUC ({names[1]})",
               "ΔAUC"]]
     step = max(1, math.ceil(len(both) / 16))
     for h in both[::step] + ([both[-1]] if (len(both) - 1) % step else []):
-        table.append([ra[h]["name"], f"{ra[h]['cluster_s']:.2f}", f"{rb[h]['cluster_s']:.2f}",
+        table.append([ra[h]["name"], f"{ra[h][time_key]:.2f}", f"{rb[h][time_key]:.2f}",
                       f"{ra[h]['compressed_auc']:.4f}", f"{rb[h]['compressed_auc']:.4f}",
                       f"{rb[h]['compressed_auc'] - ra[h]['compressed_auc']:+.4f}"])
     t += markdown_table(table)

@@ -13,7 +13,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -45,6 +44,8 @@ def carry_optimizer(full: nn.Module, full_optimizer: torch.optim.Optimizer, comp
     sources = dict(full.named_parameters())
     for name, p in compressed.named_parameters():
         src = sources.get(name)
+        if not p.requires_grad:  # frozen (freeze_full_fields): not the optimizer's
+            continue
         if src is not None and src.shape == p.shape and src in full_optimizer.state:
             optimizer.state[p] = copy.deepcopy(full_optimizer.state[src])
     for name, table in compressed.embeddings.tables.items():
@@ -60,6 +61,25 @@ def carry_optimizer(full: nn.Module, full_optimizer: torch.optim.Optimizer, comp
 
 
 RETRAIN_TARGETS = ("labels", "full")
+RETRAIN_FIELDS = ("compressed", "all")
+
+
+def freeze_full_fields(compressed: nn.Module) -> list[str]:
+    """Stop the retraining epoch from training the fields the compression left full (a plain ``nn.Embedding``
+    table): their table and OOV vector keep the full model's just-trained values; returns their names.
+
+    Not in the paper, which retrains the whole compressed model. The full fields were trained on this very
+    segment a moment ago, and the full model (not this copy) carries them on; what retraining exists for is
+    "to compensate for the performance loss of compression" (§2.1), which lives in the codebooks and the
+    network. Freezing them also skips their sparse gradients and optimizer steps, most of an epoch's cost
+    when most fields are too small to compress (docs/results/periodic_retrain_fields.md).
+    """
+    emb = compressed.embeddings
+    frozen = [n for n, t in emb.tables.items() if type(t) is nn.Embedding]
+    for n in frozen:
+        emb.tables[n].weight.requires_grad_(False)
+        emb.oov[n].requires_grad_(False)
+    return frozen
 
 
 def distill_targets(full: nn.Module, data: CTRData) -> CTRData:

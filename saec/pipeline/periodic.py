@@ -51,7 +51,7 @@ from saec.io import read_vocabs, vocab_parts
 from saec.models import build_model
 from saec.nn.clustered import ClusteredEmbedding
 from saec.nn.registry import POST_TRAINING
-from saec.pipeline.flow import carry_optimizer, retrain
+from saec.pipeline.flow import RETRAIN_FIELDS, carry_optimizer, freeze_full_fields, retrain
 from saec.train.loop import TrainConfig, evaluate, make_optimizer, train_epoch
 from saec.train.stream import StreamingRun
 
@@ -81,6 +81,9 @@ class PeriodicConfig:
             ``labels`` is chosen, else ``full`` (docs/results/trace_retrain.md: at lr 0.001 an extra epoch
             helps and label retraining wins, at lr 0.01 it hurts and ``full`` wins). The choice and its
             evidence are logged.
+        retrain_fields: what the retraining epoch trains besides the network: ``"compressed"`` (the compressed
+            tables and their OOV vectors; fields left full keep the full model's values,
+            :func:`~saec.pipeline.flow.freeze_full_fields`) or ``"all"`` (every table, as in the paper).
         carry_state: retraining continues the full model's Adagrad state (:func:`~saec.pipeline.flow.carry_optimizer`)
             instead of a fresh optimizer.
         warm_start: Saec's k-means starts from the field's previous codebook with ``warm_niter`` Lloyd
@@ -96,6 +99,7 @@ class PeriodicConfig:
     ratio: float | None = None
     min_rows: int | None = None
     retrain_on: str = "auto"
+    retrain_fields: str = "compressed"
     carry_state: bool = False
     warm_start: bool = False
     warm_niter: int = 5
@@ -111,6 +115,7 @@ class PeriodicConfig:
 
         self.method = check_choice("method", self.method, POST_TRAINING)
         self.retrain_on = check_choice("retrain_on", self.retrain_on, RETRAIN_ON)
+        self.retrain_fields = check_choice("retrain_fields", self.retrain_fields, RETRAIN_FIELDS)
         self.carry_state = check_bool("carry_state", self.carry_state)
         self.warm_start = check_bool("warm_start", self.warm_start)
         self.warm_niter = check_int("warm_niter", self.warm_niter, 1)
@@ -161,7 +166,8 @@ class PeriodicConfig:
         ``checkpoint_every`` or progress bars)."""
         train = {k: v for k, v in dataclasses.asdict(self.train).items() if k != "progress"}
         return {"method": self.method, "hyper": self.effective_hyper(), "budget": self.budget, "ratio": self.ratio,
-                "min_rows": self.min_rows, "retrain_on": self.retrain_on, "carry_state": self.carry_state,
+                "min_rows": self.min_rows, "retrain_on": self.retrain_on,
+                "retrain_fields": self.retrain_fields, "carry_state": self.carry_state,
                 "warm_start": self.warm_start, "warm_niter": self.warm_niter if self.warm_start else None,
                 "model": self.model, "hidden": list(self.hidden), "min_count": self.min_count, "train": train}
 
@@ -480,6 +486,8 @@ class PeriodicRun:
             target = self._choose_target(base) if compressed_tables else "none"
             retrain_s = 0.0
             if compressed_tables:
+                if cfg.retrain_fields == "compressed":
+                    freeze_full_fields(compressed)
                 carried = carry_optimizer(run.model, run.optimizer, compressed, cfg.train) if cfg.carry_state else None
                 retrain_s = retrain(compressed, run.train_data, cfg.train, carried,
                                     run.model if target == "full" else None)
