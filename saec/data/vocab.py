@@ -118,13 +118,10 @@ class Vocabulary:
 
     # -- persistence -----------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        """JSON-serialisable state (values must be str or int)."""
-        return {
-            "min_count": self.min_count,
-            "values": [_plain(v) for v in self._index],
-            "counts": self._counts.tolist(),
-            "pending": [[_plain(v), c] for v, c in self._pending.items()],
-        }
+        """JSON-serialisable state (values must be str or int): :meth:`to_arrays` with the arrays as lists."""
+        meta, arrays = self.to_arrays()
+        values = meta["values"] if meta["values"] is not None else arrays["values"].tolist()
+        return {**meta, "values": values, "counts": arrays["counts"].tolist()}
 
     def to_arrays(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         """The state for files as ``(meta, arrays)``: ``arrays`` holds the counts and, when the values are
