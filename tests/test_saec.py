@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from saec.cli import main
-from saec.cluster.kmeans import assign, kmeans, top_indices
+from saec.cluster.kmeans import assign, assign_objective, kmeans, top_indices
 from saec.cluster.saec import FieldSize, SaecConfig, compress_field, compress_tables, mask_dtype, size_report
 from saec.compression import compress_model
 from saec.dump import load_compressed, load_dump, save_compressed
@@ -89,6 +89,14 @@ def test_fast_clustering_trains_on_top_n_and_assigns_everyone_to_the_nearest_cen
     assert np.array_equal(compress_field("f", y, counts, cfg).codebook, r.codebook)
     vanilla = compress_field("f", x, counts, SaecConfig(k=10, eligibility=10, top_n=300, fast=False))
     assert vanilla.trained_on == 5000
+    # the objective (taken from the assignment's search) is the top_n rows' squared distances, by numpy
+    top = x[top_indices(counts, 300)]
+    ref = ((top[:, None, :] - r.codebook[None]) ** 2).sum(-1).min(1).sum()
+    assert abs(r.objective - ref) / ref < 1e-4
+    chunked, objective = assign_objective(x, r.codebook, np.sort(top_indices(counts, 300)), chunk=7)
+    assert np.array_equal(chunked, brute) and abs(objective - ref) / ref < 1e-4
+    everyone = ((x[:, None, :] - vanilla.codebook[None]) ** 2).sum(-1).min(1).sum()
+    assert abs(vanilla.objective - everyone) / everyone < 1e-4
 
 
 def test_mask_dtype_is_the_smallest_that_holds_k():

@@ -1,7 +1,7 @@
 """k-means (faiss) and Saec's field-aware fast clustering."""
 
-from saec.cluster.kmeans import INITS, KMeansResult, assign, kmeans, top_indices
+from saec.cluster.kmeans import INITS, KMeansResult, assign, assign_objective, kmeans, top_indices
 from saec.cluster.saec import FieldCompression, FieldSize, SaecConfig, SizeReport, compress_field, compress_tables, mask_dtype, size_report
 
 __all__ = ["INITS", "FieldCompression", "FieldSize", "KMeansResult", "SaecConfig", "SizeReport", "assign",
-           "compress_field", "compress_tables", "kmeans", "mask_dtype", "size_report", "top_indices"]
+           "assign_objective", "compress_field", "compress_tables", "kmeans", "mask_dtype", "size_report", "top_indices"]

@@ -30,12 +30,15 @@ class KMeansResult:
 
 
 def kmeans(x: np.ndarray, k: int, init: str = "kmeans++", niter: int = 25, seed: int = 0,
-           counts: np.ndarray | None = None, init_centroids: np.ndarray | None = None) -> KMeansResult:
+           counts: np.ndarray | None = None, init_centroids: np.ndarray | None = None,
+           objective: bool = True) -> KMeansResult:
     """Lloyd's k-means on the rows of ``x`` (float32, (n, d)), all rows used (no subsampling).
 
     ``init="topk"`` starts from the ``k`` most frequent rows: by ``counts`` if given, else the first
     ``k`` rows (rows already ordered by decreasing frequency, as vocabulary ids are). ``init_centroids``
     ((k, d) floats, e.g. the previous period's codebook: a warm start) replaces ``init``.
+    ``objective=False`` skips the search that computes :attr:`KMeansResult.objective` (left NaN) for a
+    caller that assigns the same rows anyway (:func:`assign_objective`).
     """
     x = np.ascontiguousarray(x, dtype=np.float32)
     if x.ndim != 2:
@@ -63,11 +66,13 @@ def kmeans(x: np.ndarray, k: int, init: str = "kmeans++", niter: int = 25, seed:
         start_centroids = x[:k] if counts is None else x[top_indices(counts, k)]
     km.train(x, init_centroids=start_centroids)
     seconds = time.perf_counter() - start
+    centroids = np.ascontiguousarray(km.centroids, dtype=np.float32)
+    if not objective:
+        return KMeansResult(centroids, float("nan"), seconds)
     # faiss reports the objective of the last assignment, before the final centroid update: recompute
     # it for the centroids we return so that it means what it says.
-    distances, _ = _index(km.centroids).search(x, 1)
-    return KMeansResult(np.ascontiguousarray(km.centroids, dtype=np.float32), float(distances.sum(dtype=np.float64)),
-                        seconds)
+    distances, _ = _index(centroids).search(x, 1)
+    return KMeansResult(centroids, float(distances.sum(dtype=np.float64)), seconds)
 
 
 def top_indices(counts: np.ndarray, n: int) -> np.ndarray:
@@ -112,6 +117,14 @@ def assign(x: np.ndarray, centroids: np.ndarray, out: np.ndarray | None = None,
     receives the labels, so a caller can write straight into a compact mask. Rows with NaN or infinity
     raise ``ValueError`` naming ``what`` and the row.
     """
+    return assign_objective(x, centroids, None, out, chunk, what)[0]
+
+
+def assign_objective(x: np.ndarray, centroids: np.ndarray, rows: np.ndarray | None, out: np.ndarray | None = None,
+                     chunk: int = ASSIGN_CHUNK, what: str = "vectors") -> tuple[np.ndarray, float]:
+    """:func:`assign`, and the sum of squared distances to their nearest centroid of the rows ``rows``
+    (sorted row indices; ``None``: every row): the k-means objective of the rows k-means trained on,
+    from the same search instead of a second one over those rows."""
     if x.ndim != 2 or x.shape[1] != centroids.shape[1]:
         raise SaecError(f"vectors of shape {x.shape} do not match centroids of dim {centroids.shape[1]}")
     n = x.shape[0]
@@ -120,9 +133,10 @@ def assign(x: np.ndarray, centroids: np.ndarray, out: np.ndarray | None = None,
     elif out.shape != (n,):
         raise SaecError(f"out has shape {out.shape}, expected ({n},)")
     index = _index(centroids)
+    objective = 0.0
     for start in range(0, n, chunk):
         block = np.ascontiguousarray(x[start : start + chunk], dtype=np.float32)
-        _, labels = index.search(block, 1)
+        distances, labels = index.search(block, 1)
         # faiss leaves the label at -1 when no distance compares below its start value, which is what a
         # NaN or infinite row gives; checking labels is much cheaper than scanning the block for them
         if (labels < 0).any():
@@ -130,4 +144,9 @@ def assign(x: np.ndarray, centroids: np.ndarray, out: np.ndarray | None = None,
             row = start + int(np.flatnonzero(bad)[0])
             raise SaecError(f"{what}: row {row} holds NaN or infinity (or values too large for float32 distances)")
         out[start : start + len(block)] = labels[:, 0]
-    return out
+        if rows is None:
+            objective += float(distances.sum(dtype=np.float64))
+        else:
+            lo, hi = np.searchsorted(rows, [start, start + len(block)])
+            objective += float(distances[rows[lo:hi] - start, 0].sum(dtype=np.float64))
+    return out, objective

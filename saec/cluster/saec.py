@@ -21,7 +21,7 @@ from typing import Iterable, Mapping
 import numpy as np
 from tqdm.auto import tqdm
 
-from saec.cluster.kmeans import INITS, assign, kmeans, top_indices
+from saec.cluster.kmeans import INITS, assign_objective, kmeans, top_indices
 from saec.config import check_bool, check_choice, check_counts_array, check_float, check_int
 from saec.errors import SaecError
 
@@ -180,21 +180,24 @@ def compress_field(name: str, weight: np.ndarray, counts: np.ndarray | None, cfg
     if n < cfg.min_features():
         return FieldCompression(FieldSize(name, n, dim))
     start = time.perf_counter()
+    rows = None  # the rows k-means trains on (None: all), whose distances give its objective
     if cfg.fast and cfg.train_size < n:
         top = np.arange(cfg.train_size) if counts is None else top_indices(counts, cfg.train_size)
-        order = np.argsort(top)  # read rows in storage order (memory-mapped tables), keep frequency order
+        rows = np.sort(top)  # read rows in storage order (memory-mapped tables), keep frequency order
         train, train_counts = np.empty((len(top), dim), dtype=weight.dtype), None
-        train[order] = weight[top[order]]
+        train[np.argsort(top)] = weight[rows]
     else:
         train, train_counts = np.asarray(weight), counts
     if not np.isfinite(train).all():
         raise SaecError(f"field {name!r}: the table holds NaN or infinity")
+    # the objective comes from the assignment below, which searches the training rows anyway
     result = kmeans(train.astype(np.float32, copy=False), cfg.k, cfg.init, cfg.niter, cfg.seed, counts=train_counts,
-                    init_centroids=init_centroids)
+                    init_centroids=init_centroids, objective=False)
     cluster_s = time.perf_counter() - start
     start = time.perf_counter()
-    mask = assign(weight, result.centroids, out=np.empty(n, dtype=mask_dtype(cfg.k)), what=f"field {name!r}")
-    return FieldCompression(FieldSize(name, n, dim, cfg.k), result.centroids, mask, len(train), result.objective,
+    mask, objective = assign_objective(weight, result.centroids, rows, out=np.empty(n, dtype=mask_dtype(cfg.k)),
+                                       what=f"field {name!r}")
+    return FieldCompression(FieldSize(name, n, dim, cfg.k), result.centroids, mask, len(train), objective,
                             cluster_s, time.perf_counter() - start)
 
 
