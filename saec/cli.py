@@ -598,8 +598,10 @@ def build_parser() -> argparse.ArgumentParser:
                       help="what retraining trains besides the network: the compressed tables only (fields left full "
                            "keep the full model's values) or every table, as in the paper (compressed)")
     loop.add_argument("--carry-state", action="store_true", help="retraining continues the full model's Adagrad state")
-    loop.add_argument("--warm-start", action="store_true",
-                      help="Saec's k-means starts from the previous segment's codebook (needs --k, not a budget)")
+    loop.add_argument("--warm-start", action=argparse.BooleanOptionalAction, default=None,
+                      help="Saec's k-means starts from the previous segment's codebook; --no-warm-start re-clusters "
+                           "from scratch every segment, as the paper does (default: on for saec with a fixed k, "
+                           "off for a budget, a ratio or another method)")
     loop.add_argument("--warm-niter", type=int, default=5, help="--warm-start: Lloyd iterations (5)")
     loop.add_argument("--keep", type=int, default=3, help="published versions kept in DIR/serving (3)")
     loop.add_argument("--checkpoint-every", type=int, default=1, help="segments between checkpoints (1)")

@@ -157,9 +157,10 @@ def test_tiny_run_logs_publishes_resumes_and_refuses_other_settings(tiny_run, ca
 
     everything = snapshot(out)
     for option, value, want in (("--k", "5", "k: 4 here, 5 in this command"),
-                                ("--lr", "0.02", "lr: 0.01 here, 0.02 in this command")):
+                                ("--lr", "0.02", "lr: 0.01 here, 0.02 in this command"),
+                                ("--no-warm-start", None, "warm_start: True here, False in this command")):
         capsys.readouterr()
-        assert main([*TINY_RUN, option, value, "--quiet", "--out", str(out)]) == 2
+        assert main([*TINY_RUN, option, *[value] * (value is not None), "--quiet", "--out", str(out)]) == 2
         err = capsys.readouterr().err
         assert "other settings" in err and want in err, err
     assert snapshot(out) == everything  # bytes and mtimes: log.jsonl, the current model, all of it
@@ -420,9 +421,17 @@ def test_warm_start_carries_codebooks_through_a_resume(tmp_path):
 
     # the warm start is used: a cold run of the same stream is the same on the first segment (no codebook
     # yet) and differs after it
-    cold_rows = list(PeriodicRun(source, PeriodicConfig(**kw), tmp_path / "cold").run(3))
+    cold_rows = list(PeriodicRun(source, PeriodicConfig(warm_start=False, **kw), tmp_path / "cold").run(3))
     assert untimed(cold_rows[:1]) == untimed(rows[:1])
     assert cold_rows[1]["compressed_auc"] != rows[1]["compressed_auc"]
+
+
+def test_warm_start_is_the_default_where_it_applies():
+    assert PeriodicConfig().warm_start and PeriodicConfig(hyper={"k": 8}).warm_start
+    assert not PeriodicConfig(warm_start=False).warm_start
+    for kw in ({"budget": 4096}, {"ratio": 8.0}, {"method": "int8"}):
+        assert PeriodicConfig(**kw).warm_start is False  # k may change, or no codebook: re-fit every segment
+    assert PeriodicConfig().identity()["warm_start"] is True
 
 
 @pytest.mark.parametrize("kw, match", [({"budget": 4096}, "fixed k"), ({"ratio": 8.0}, "fixed k"),

@@ -59,4 +59,4 @@ class HashEmbedding(CompressedEmbedding):
         return f"{self.num_embeddings}, {self.embedding_dim}, num_buckets={self.num_buckets}, hash={self.hash}"
 
 
-__all__ = ["CompressedEmbedding", "Footprint", "HashEmbedding", "universal_hash"]
+__all__ = ["HashEmbedding", "universal_hash"]

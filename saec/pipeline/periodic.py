@@ -90,6 +90,8 @@ class PeriodicConfig:
             instead of a fresh optimizer.
         warm_start: Saec's k-means starts from the field's previous codebook with ``warm_niter`` Lloyd
             iterations instead of ``init`` with ``niter`` (not in the paper, which re-clusters every hour).
+            ``None`` (default): on wherever it applies (method ``saec`` with a fixed ``k``, no budget or
+            ratio), off otherwise; ``False`` is the paper's re-clustering from scratch every segment.
         keep: published versions kept in ``serving/``.
         checkpoint_every: segments between checkpoints (1: after every segment).
         model, hidden, min_count, train: the full model (see :class:`~saec.train.stream.StreamingRun`).
@@ -103,7 +105,7 @@ class PeriodicConfig:
     retrain_on: str = "auto"
     retrain_fields: str = "compressed"
     carry_state: bool = False
-    warm_start: bool = False
+    warm_start: bool | None = None
     warm_niter: int = 5
     keep: int = 3
     checkpoint_every: int = 1
@@ -119,6 +121,8 @@ class PeriodicConfig:
         self.retrain_on = check_choice("retrain_on", self.retrain_on, RETRAIN_ON)
         self.retrain_fields = check_choice("retrain_fields", self.retrain_fields, RETRAIN_FIELDS)
         self.carry_state = check_bool("carry_state", self.carry_state)
+        if self.warm_start is None:  # where it applies: Saec with a k that stays fixed as tables grow
+            self.warm_start = self.method == "saec" and self.budget is None and self.ratio is None
         self.warm_start = check_bool("warm_start", self.warm_start)
         self.warm_niter = check_int("warm_niter", self.warm_niter, 1)
         self.keep = check_int("keep (published versions kept)", self.keep, 1)
