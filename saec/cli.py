@@ -6,6 +6,7 @@
     saec run        DATA-OPTIONS      the Saec flow: train -> compress -> retrain -> evaluate
     saec compress   --tables DIR | --model DIR | --state-dict FILE --out DIR   compress embedding tables
     saec evaluate   MODEL DATA-OPTIONS evaluate a saved model (a folder, e.g. runs/x/model) on a split
+    saec check      PATH ...          verify folders saec wrote, as loading them does (exit 2 names the problem)
 
 Every output is a folder saec writes whole (renamed into place) with a checksummed manifest
 (:mod:`saec.artifact`); an existing one is replaced only with ``--overwrite`` and only if saec wrote it, and
@@ -418,6 +419,14 @@ def _segment_source(args: argparse.Namespace):
     return TableWindows(_table_spec(args, args.table, "--table"), window=args.window, rows=args.rows), [args.table]
 
 
+def cmd_check(args: argparse.Namespace) -> None:
+    from saec.check import check
+
+    for path in args.paths:
+        for checked in check(path):
+            print(checked.line())
+
+
 def cmd_periodic(args: argparse.Namespace) -> None:
     from saec.pipeline.periodic import PeriodicConfig, PeriodicRun
     from saec.train.loop import TrainConfig
@@ -610,6 +619,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "command again resumes it")
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")
     p.set_defaults(func=cmd_periodic)
+
+    p = sub.add_parser("check", help="verify folders saec wrote (checksums, shapes, dtypes, schema, versions) as "
+                                     "loading them does; exits 2 naming the first problem")
+    p.add_argument("paths", nargs="+", type=Path, help="a model, compressed table set or state_dict, run folder, "
+                                                       "checkpoint, or saec periodic folder")
+    p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("evaluate", help="AUC and log loss of a saved model on a split of its data set")
     p.add_argument("model", type=Path, help="a saved model folder, e.g. runs/x/model written by `saec train`")

@@ -348,3 +348,23 @@ def test_read_artifact_names_the_kind_it_wanted(tmp_path):
     with pytest.raises(SaecError, match="no compressed table set at"):
         load_compressed(tmp_path / "missing")
     assert read_artifact(dump, "saec-compressed-tables").kind == "saec-compressed-tables"
+
+
+def test_saec_check_passes_what_loads_and_names_the_first_damaged_file(artifact, tmp_path, capsys):
+    from saec.cli import main
+
+    kind, folder, _, _, _ = artifact
+    assert main(["check", str(folder)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"ok  {folder}  ") and "written by saec" in out
+    rng = random.Random(7)
+    for name in _files(folder):
+        copy = tmp_path / f"{name.replace('/', '_')}"
+        shutil.copytree(folder, copy)
+        data = bytearray((copy / name).read_bytes())
+        data[rng.randrange(len(data))] ^= 1 << rng.randrange(8)
+        (copy / name).write_bytes(bytes(data))
+        assert main(["check", str(copy)]) == 2, (kind, name)
+        assert str(copy / name) in capsys.readouterr().err, (kind, name)
+    assert main(["check", str(tmp_path / "nothing-here")]) == 2
+    assert "does not exist" in capsys.readouterr().err

@@ -35,7 +35,7 @@ SMALL = ["--k", "4", "--hidden", "16", "--quiet"]
 TINY = ["--preset", "tiny", *SMALL]
 DOCUMENTED = {"segment", "name", "features_before", "features", "vectors_before", "vectors_after", "bytes_before",
               "bytes_after", "ratio", "full_auc", "full_logloss", "compressed_auc", "compressed_logloss", "bayes_auc",
-              "train_s", "compress_s", "cluster_s", "assign_s", "retrain_s", "eval_s", "publish_s", "checkpoint_s",
+              "data_s", "train_s", "compress_s", "cluster_s", "assign_s", "retrain_s", "eval_s", "publish_s", "checkpoint_s",
               "peak_rss_mib"}
 NAMES = SyntheticTrace(TraceConfig.preset("tiny")).names  # f00 .. f07
 
@@ -147,6 +147,12 @@ def test_tiny_run_logs_publishes_resumes_and_refuses_other_settings(tiny_run, ca
     assert info["sizes"]["bytes_after"] == rows[-1]["bytes_after"] and info["retrain_on"] == rows[-1]["retrain_on"]
     assert sum(len(v) for v in vocabs.values()) == rows[-1]["features"]
     assert sum(p.numel() for p in model.parameters()) > 0
+    capsys.readouterr()
+    assert main(["check", str(out), str(serving / "current")]) == 0  # the run folder: versions and checkpoint
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[1] for line in lines] == [str(serving / v) for v in versions] + [
+        str(p) for p in sorted((out / "checkpoints").iterdir())] + [str(serving / "current")]
+    assert all(line.startswith("ok  ") for line in lines) and "saec-checkpoint" in lines[2]
 
     log_bytes = (out / "log.jsonl").read_bytes()
     before = published(out)

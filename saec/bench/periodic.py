@@ -19,7 +19,7 @@ import numpy as np
 from saec.bench.report import environment, header, markdown_table, peak_rss_mib, save_figure
 from saec.io import write_text
 
-TIMINGS = ("train_s", "compress_s", "cluster_s", "assign_s", "retrain_s", "eval_s", "publish_s", "checkpoint_s")
+TIMINGS = ("data_s", "train_s", "compress_s", "cluster_s", "assign_s", "retrain_s", "eval_s", "publish_s", "checkpoint_s")
 
 
 def run(periodic_args: list[str], out: Path, command: list[str]) -> dict[str, Any]:
@@ -88,12 +88,19 @@ def summary(record: dict[str, Any]) -> dict[str, Any]:
     }
     for key in ("compress_s", "retrain_s"):
         s = _shares(rows, key)
-        out[f"{key}_share"] = {"median": float(np.median(s)), "max": float(s.max()), "mean": float(s.mean())} \
-            if len(s) else None
+        out[f"{key}_share"] = {"median": float(np.median(s)), "max": float(s.max()), "mean": float(s.mean()),
+                               "tail_median": float(np.median(s[-24:])), "tail_n": len(s[-24:])} if len(s) else None
     bayes = [r for r in tail if "bayes_auc" in r]
     if bayes:
         out["tail_bayes_auc"] = float(np.mean([r["bayes_auc"] for r in bayes]))
     return out
+
+
+def _warm_text(settings: dict[str, Any]) -> str:
+    if not settings.get("warm_start"):
+        return " (k-means from scratch every segment, as in the paper)" if settings["method"] == "saec" else ""
+    return (f" (k-means warm-started from the table's previous codebook, {settings['warm_niter']} iterations; a table's "
+            f"first compression starts from its `init`)")
 
 
 def _fmt_s(s: float) -> str:
@@ -117,7 +124,7 @@ def render(record: dict[str, Any], md_path: str | Path, title: str) -> None:
     t += f"""
 `saec periodic {' '.join(record['periodic_args'])}` over {_source_text(settings)}: every segment the full model
 ({settings['model']}, MLP {tuple(settings['hidden'])}, {settings['train']['optimizer']} lr {settings['train']['lr']})
-trains one epoch, `{method}` ({hyper}) compresses it, the copy is retrained one epoch on the same segment
+trains one epoch, `{method}` ({hyper}) compresses it{_warm_text(settings)}, the copy is retrained one epoch on the same segment
 (targets: `{settings['retrain_on']}`), both are evaluated on the next segment, and the compressed model is published
 and the run checkpointed. Every number below is computed from the run's `log.jsonl` (raw record:
 `{md_path.with_suffix('.json').name}`).
@@ -140,7 +147,9 @@ and the run checkpointed. Every number below is computed from the run's `log.jso
             continue
         verdict = "within" if sh["median"] <= goal else "above"
         t += (f"- **Cost of {what}**: median {sh['median']:.0%} of the segment's training epoch (mean {sh['mean']:.0%}, "
-              f"max {sh['max']:.0%}) over the compressed segments; {verdict} the goal of {goal:.0%}.\n")
+              f"max {sh['max']:.0%}) over the compressed segments; {verdict} the goal of {goal:.0%}"
+              + (f" (median over the last {sh['tail_n']}: {sh['tail_median']:.0%})" if s["segments"] > 48 else "")
+              + ".\n")
     t += (f"- **Time**: {_fmt_s(total)} in the logged phases (" + ", ".join(
         f"{k[:-2]} {_fmt_s(v)}" for k, v in s["seconds"].items() if k not in ("cluster_s", "assign_s"))
         + (f", auto's control epoch {_fmt_s(s['control_s'])}" if s["control_s"] else "")
@@ -167,7 +176,12 @@ and the run checkpointed. Every number below is computed from the run's `log.jso
         v = np.array([r.get(k, 0.0) for r in rows])
         cost.append([k[:-2], f"{np.median(v):.2f}", f"{v.mean():.2f}", f"{v.max():.2f}", _fmt_s(float(v.sum()))])
     t += markdown_table(cost)
-    t += ("\n`compress` includes `cluster` (k-means) and `assign` (every feature to its nearest centroid) and the copy "
+    older = any("data_s" not in r for r in rows)
+    t += ("\n`data` reads the segment and the next one, admits the segment's new features and grows the tables; "
+          "`retrain` includes the full model's predictions on the segment when they are its targets"
+          + (" (**this run was recorded before saec logged either**: `data` shows 0 and `retrain` leaves out that "
+             "prediction pass; the wall time less the logged phases is about their sum)" if older else "")
+          + "; `compress` includes `cluster` (k-means) and `assign` (every feature to its nearest centroid) and the copy "
           "of the model; `eval` is both models on the next segment; `publish` writes the compressed model as a new "
           "version and switches `serving/current`; `checkpoint` writes the full model, optimizer state and "
           "vocabularies.\n")

@@ -515,7 +515,7 @@ class PeriodicRun:
             if "bayes_auc" in base:
                 row.update(bayes_auc=base["bayes_auc"], bayes_logloss=base["bayes_logloss"])
             stats = [t.stats for t in compressed_tables]
-            row.update(train_s=base["train_s"], compress_s=compress_s,
+            row.update(data_s=base["data_s"], train_s=base["train_s"], compress_s=compress_s,
                        cluster_s=sum(s.get("cluster_s", 0.0) for s in stats),
                        assign_s=sum(s.get("assign_s", 0.0) for s in stats), retrain_s=retrain_s, eval_s=eval_s)
             if target != "none" and self.retrain_choice and self.retrain_choice["segment"] == h:
