@@ -438,6 +438,7 @@ def cmd_periodic(args: argparse.Namespace) -> None:
                         progress=False)
     cfg = PeriodicConfig(method=args.method, hyper=settings, budget=budget, ratio=ratio, min_rows=args.min_rows,
                          retrain_on=args.retrain_on, retrain_fields=args.retrain_fields,
+                         retrain_network=args.retrain_network,
                          carry_state=args.carry_state, warm_start=args.warm_start,
                          warm_niter=args.warm_niter, keep=args.keep, checkpoint_every=args.checkpoint_every,
                          model=args.model, hidden=hidden, min_count=args.min_count, train=train)
@@ -606,12 +607,17 @@ def build_parser() -> argparse.ArgumentParser:
     loop.add_argument("--retrain-fields", choices=["compressed", "all"], default="compressed",
                       help="what retraining trains besides the network: the compressed tables only (fields left full "
                            "keep the full model's values) or every table, as in the paper (compressed)")
+    loop.add_argument("--retrain-network", choices=["compressed", "all"], default=None,
+                      help="with --retrain-fields compressed: what of the network retraining trains: every weight, "
+                           "or all but the first layer's weights that read the frozen fields, whose share is then "
+                           "computed once per segment (DSSM; not in the paper) (default: compressed with --retrain-fields "
+                           "compressed, else all)")
     loop.add_argument("--carry-state", action="store_true", help="retraining continues the full model's Adagrad state")
     loop.add_argument("--warm-start", action=argparse.BooleanOptionalAction, default=None,
                       help="Saec's k-means starts from the previous segment's codebook; --no-warm-start re-clusters "
                            "from scratch every segment, as the paper does (default: on for saec with a fixed k, "
                            "off for a budget, a ratio or another method)")
-    loop.add_argument("--warm-niter", type=int, default=5, help="--warm-start: Lloyd iterations (5)")
+    loop.add_argument("--warm-niter", type=int, default=2, help="--warm-start: Lloyd iterations (2)")
     loop.add_argument("--keep", type=int, default=3, help="published versions kept in DIR/serving (3)")
     loop.add_argument("--checkpoint-every", type=int, default=1, help="segments between checkpoints (1)")
     p.add_argument("--out", type=Path, required=True,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from saec.models.mlp import mlp
+from saec.models.mlp import concat_linear, mlp, rest
 from saec.nn.collection import EmbeddingBagCollection
 
 
@@ -40,8 +40,8 @@ class DeepFM(nn.Module):
 
     def forward(self, ids: dict[str, torch.Tensor]) -> torch.Tensor:
         vecs = self.embeddings(ids)
-        flat = torch.cat(vecs, dim=1)
+        first, hidden = concat_linear(vecs, self.first_order, self.deep[0])
         v = torch.stack([p(x) for p, x in zip(self.project, vecs)], dim=1)  # (B, F, fm_dim)
         # FM identity: sum_{i<j} <v_i, v_j> = ((sum v)^2 - sum v^2) / 2
         fm = 0.5 * (v.sum(dim=1).pow(2) - v.pow(2).sum(dim=1)).sum(dim=1)
-        return self.first_order(flat).squeeze(1) + fm + self.deep(flat).squeeze(1)
+        return first.squeeze(1) + fm + rest(self.deep, hidden).squeeze(1)

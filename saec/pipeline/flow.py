@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -22,6 +23,7 @@ from saec.data.dataset import CTRData
 from saec.data.synthetic import SyntheticTrace
 from saec.data.task import CTRTask
 from saec.models import build_model
+from saec.models.dssm import DSSM, ROW, FixedShare, fixed_share
 from saec.nn.clustered import ClusteredEmbedding
 from saec.train.loop import History, TrainConfig, evaluate, fit, make_optimizer, predict, train_epoch
 from saec.train.stream import StreamingRun
@@ -62,6 +64,11 @@ def carry_optimizer(full: nn.Module, full_optimizer: torch.optim.Optimizer, comp
 
 RETRAIN_TARGETS = ("labels", "full")
 RETRAIN_FIELDS = ("compressed", "all")
+RETRAIN_NETWORK = ("compressed", "all")
+"""What of the network the retraining epoch trains when the fields left full are frozen
+(``retrain_fields="compressed"``): ``"all"`` every weight; ``"compressed"`` all but the first layer's
+columns that read the frozen fields (their share of the first layer is computed once per sample,
+:class:`~saec.models.dssm.FixedShare`). Not in the paper, which retrains the whole model."""
 
 
 def freeze_full_fields(compressed: nn.Module) -> list[str]:
@@ -88,7 +95,8 @@ def distill_targets(full: nn.Module, data: CTRData) -> CTRData:
 
 
 def retrain(compressed: nn.Module, train: CTRData, cfg: TrainConfig,
-            optimizer: torch.optim.Optimizer | None = None, full: nn.Module | None = None) -> float:
+            optimizer: torch.optim.Optimizer | None = None, full: nn.Module | None = None,
+            fixed: Iterable[str] = ()) -> float:
     """One epoch on the same data (§2.1, §2.3) with ``optimizer`` (see :func:`carry_optimizer`; default a
     fresh one); returns the seconds taken, the full model's predictions on ``train`` included when they are
     the targets.
@@ -98,13 +106,36 @@ def retrain(compressed: nn.Module, train: CTRData, cfg: TrainConfig,
     model is pulled back towards the model it approximates rather than fitting the hour's labels a second
     time, which on the synthetic trace at lr 0.01 is what makes label retraining lose accuracy
     (docs/results/trace_retrain.md).
+
+    ``fixed``: fields frozen by :func:`freeze_full_fields` whose first-layer weights stay too
+    (``retrain_network="compressed"``, :data:`RETRAIN_NETWORK`). For a DSSM trained by Adagrad or SGD without
+    momentum (whose zero gradient leaves a weight unchanged) their share of the first layer is computed once,
+    in the pass that gives the full model's predictions (:class:`~saec.models.dssm.FixedShare`); otherwise
+    ``fixed`` is ignored and the whole network trains.
     """
     start = time.perf_counter()
     optimizer = optimizer if optimizer is not None else make_optimizer(compressed, cfg)
-    data = train if full is None else distill_targets(full, train)
-    train_epoch(compressed, data, optimizer, cfg.batch_size, seed=cfg.seed + 10_007, progress=cfg.progress,
+    fixed = list(fixed)
+    model, data = compressed, train
+    if fixed and isinstance(compressed, DSSM) and _zero_grad_keeps(optimizer):
+        share, probs = fixed_share(compressed, train, fixed, full)
+        model = FixedShare(compressed, fixed, share)
+        ids = {n: train.ids[n] for n in model.trained}  # a batch gathers only what the steps read
+        data = CTRData({**ids, ROW: np.arange(len(train))}, train.labels if probs is None else probs.numpy())
+    elif full is not None:
+        data = distill_targets(full, train)
+    train_epoch(model, data, optimizer, cfg.batch_size, seed=cfg.seed + 10_007, progress=cfg.progress,
                 desc="retrain")
     return time.perf_counter() - start
+
+
+def _zero_grad_keeps(optimizer: torch.optim.Optimizer) -> bool:
+    """Whether a step with a zero gradient leaves a parameter exactly as it is."""
+    if isinstance(optimizer, torch.optim.Adagrad):
+        return all(g["weight_decay"] == 0 for g in optimizer.param_groups)
+    if isinstance(optimizer, torch.optim.SGD):
+        return all(g["weight_decay"] == 0 and g["momentum"] == 0 for g in optimizer.param_groups)
+    return False
 
 
 def _check_targets(retrain_targets: str) -> None:

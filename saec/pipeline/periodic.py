@@ -53,7 +53,7 @@ from saec.io import read_vocabs, vocab_parts
 from saec.models import build_model
 from saec.nn.clustered import ClusteredEmbedding
 from saec.nn.registry import POST_TRAINING
-from saec.pipeline.flow import RETRAIN_FIELDS, carry_optimizer, freeze_full_fields, retrain
+from saec.pipeline.flow import RETRAIN_FIELDS, RETRAIN_NETWORK, carry_optimizer, freeze_full_fields, retrain
 from saec.train.loop import TrainConfig, evaluate, make_optimizer, train_epoch
 from saec.train.stream import StreamingRun
 
@@ -86,6 +86,12 @@ class PeriodicConfig:
         retrain_fields: what the retraining epoch trains besides the network: ``"compressed"`` (the compressed
             tables and their OOV vectors; fields left full keep the full model's values,
             :func:`~saec.pipeline.flow.freeze_full_fields`) or ``"all"`` (every table, as in the paper).
+        retrain_network: with ``retrain_fields="compressed"``, what of the network retraining trains:
+            ``"all"`` (every weight) or ``"compressed"`` (all but the first layer's columns that read the
+            frozen fields, whose share is then computed once per segment;
+            :data:`~saec.pipeline.flow.RETRAIN_NETWORK`). Only the DSSM with Adagrad or SGD has such a share;
+            other models train the whole network either way. ``None`` (default): ``"compressed"`` with
+            ``retrain_fields="compressed"``, else ``"all"``.
         carry_state: retraining continues the full model's Adagrad state (:func:`~saec.pipeline.flow.carry_optimizer`)
             instead of a fresh optimizer.
         warm_start: Saec's k-means starts from the field's previous codebook with ``warm_niter`` Lloyd
@@ -104,9 +110,10 @@ class PeriodicConfig:
     min_rows: int | None = None
     retrain_on: str = "auto"
     retrain_fields: str = "compressed"
+    retrain_network: str | None = None
     carry_state: bool = False
     warm_start: bool | None = None
-    warm_niter: int = 5
+    warm_niter: int = 2
     keep: int = 3
     checkpoint_every: int = 1
     model: str = "dssm"
@@ -120,6 +127,12 @@ class PeriodicConfig:
         self.method = check_choice("method", self.method, POST_TRAINING)
         self.retrain_on = check_choice("retrain_on", self.retrain_on, RETRAIN_ON)
         self.retrain_fields = check_choice("retrain_fields", self.retrain_fields, RETRAIN_FIELDS)
+        if self.retrain_network is None:  # where it applies: some fields are frozen
+            self.retrain_network = "compressed" if self.retrain_fields == "compressed" else "all"
+        self.retrain_network = check_choice("retrain_network", self.retrain_network, RETRAIN_NETWORK)
+        if self.retrain_network == "compressed" and self.retrain_fields == "all":
+            raise SaecError("retrain_network='compressed' keeps the first-layer weights of the fields retraining "
+                            "freezes; with retrain_fields='all' no field is frozen: use retrain_fields='compressed'")
         self.carry_state = check_bool("carry_state", self.carry_state)
         if self.warm_start is None:  # where it applies: Saec with a k that stays fixed as tables grow
             self.warm_start = self.method == "saec" and self.budget is None and self.ratio is None
@@ -175,7 +188,9 @@ class PeriodicConfig:
                 "min_rows": self.min_rows, "retrain_on": self.retrain_on,
                 "retrain_fields": self.retrain_fields, "carry_state": self.carry_state,
                 "warm_start": self.warm_start, "warm_niter": self.warm_niter if self.warm_start else None,
-                "model": self.model, "hidden": list(self.hidden), "min_count": self.min_count, "train": train}
+                "model": self.model, "hidden": list(self.hidden), "min_count": self.min_count, "train": train,
+                # only when not "all", which runs recorded before the setting existed did
+                **({"retrain_network": self.retrain_network} if self.retrain_network != "all" else {})}
 
 
 def peak_rss_mib() -> float:
@@ -492,11 +507,11 @@ class PeriodicRun:
             target = self._choose_target(base) if compressed_tables else "none"
             retrain_s = 0.0
             if compressed_tables:
-                if cfg.retrain_fields == "compressed":
-                    freeze_full_fields(compressed)
+                frozen = freeze_full_fields(compressed) if cfg.retrain_fields == "compressed" else []
                 carried = carry_optimizer(run.model, run.optimizer, compressed, cfg.train) if cfg.carry_state else None
                 retrain_s = retrain(compressed, run.train_data, cfg.train, carried,
-                                    run.model if target == "full" else None)
+                                    run.model if target == "full" else None,
+                                    fixed=frozen if cfg.retrain_network == "compressed" else ())
             start = time.perf_counter()
             m = evaluate(compressed, run.test_data)
             eval_s = base["eval_s"] + time.perf_counter() - start
