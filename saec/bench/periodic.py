@@ -103,6 +103,13 @@ def _warm_text(settings: dict[str, Any]) -> str:
             f"first compression starts from its `init`)")
 
 
+def _retrain_text(settings: dict[str, Any]) -> str:
+    if settings.get("retrain_fields", "all") == "all":
+        return "; every table and the whole network train"
+    kept = ", and so do the first-layer weights that read them" if settings.get("retrain_network") == "compressed" else ""
+    return f"; tables left full keep the full model's values{kept}"
+
+
 def _fmt_s(s: float) -> str:
     return f"{s / 60:.1f} min" if s >= 120 else f"{s:.1f} s"
 
@@ -125,7 +132,7 @@ def render(record: dict[str, Any], md_path: str | Path, title: str) -> None:
 `saec periodic {' '.join(record['periodic_args'])}` over {_source_text(settings)}: every segment the full model
 ({settings['model']}, MLP {tuple(settings['hidden'])}, {settings['train']['optimizer']} lr {settings['train']['lr']})
 trains one epoch, `{method}` ({hyper}) compresses it{_warm_text(settings)}, the copy is retrained one epoch on the same segment
-(targets: `{settings['retrain_on']}`), both are evaluated on the next segment, and the compressed model is published
+(targets: `{settings['retrain_on']}`{_retrain_text(settings)}), both are evaluated on the next segment, and the compressed model is published
 and the run checkpointed. Every number below is computed from the run's `log.jsonl` (raw record:
 `{md_path.with_suffix('.json').name}`).
 
@@ -250,6 +257,11 @@ def render_compare(a: dict[str, Any], b: dict[str, Any], md_path: str | Path, ti
           f"training epoch: median {share_a:.0%} and {share_b:.0%}); the compressed model's AUC differs by "
           f"{(db - da).mean():+.5f} on average ({names[1]} minus {names[0]}; range {(db - da).min():+.5f} .. "
           f"{(db - da).max():+.5f}), and {names[1]} is at least as good in {int((db >= da).sum())} of {len(both)}.\n\n")
+    older = [n for n, r in zip(names, (a, b)) if any("data_s" not in row for row in r["rows"])]
+    if time_key == "retrain_s" and len(older) == 1:
+        t += (f"**The {older[0]} run was recorded before saec counted the full model's predictions (the retraining "
+              f"targets) in `retrain_s`**, so its seconds leave that pass out and the ratio above understates the "
+              f"difference.\n\n")
     table = [["segment", f"{column} ({names[0]})", f"{column} ({names[1]})", f"AUC ({names[0]})", f"AUC ({names[1]})",
               "ΔAUC"]]
     step = max(1, math.ceil(len(both) / 16))

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from saec.data.dataset import CTRData
-from saec.models.mlp import split_columns, concat_linear, mlp, rest
+from saec.models.mlp import concat_linear, mlp, rest, split_columns
 from saec.nn.collection import EmbeddingBagCollection
 
 
@@ -47,7 +47,8 @@ class FixedShare(nn.Module):
         self.model = model
         names = [f.name for f in model.embeddings.schema.fields]
         self.trained = [n for n in names if n not in set(fixed)]
-        _, cols = split_columns(tuple(model.embeddings.schema[n].dim for n in names), tuple(n in self.trained for n in names))
+        _, cols = split_columns(tuple(model.embeddings.schema[n].dim for n in names),
+                                tuple(n in self.trained for n in names))
         self.register_buffer("cols", cols, persistent=False)
         self.register_buffer("share", share, persistent=False)
 
@@ -66,8 +67,10 @@ def fixed_share(model: DSSM, data: CTRData, fixed: list[str], full: DSSM | None 
     ``model``'s), ``full``'s click probabilities, from the same lookups."""
     model.eval()
     names = [f.name for f in model.embeddings.schema.fields]
+    held = [n for n in names if n in set(fixed)]  # schema order, the order of the columns
+    others = [n for n in names if n not in set(fixed)]
     fixed_cols, other_cols = split_columns(tuple(model.embeddings.schema[n].dim for n in names),
-                                      tuple(n not in set(fixed) for n in names))
+                                           tuple(n not in set(fixed) for n in names))
     w = model.mlp[0].weight
     w_fixed, w_other = w.index_select(1, fixed_cols).t(), None
     if full is not None:
@@ -77,11 +80,11 @@ def fixed_share(model: DSSM, data: CTRData, fixed: list[str], full: DSSM | None 
         w_other = full.mlp[0].weight.index_select(1, other_cols).t()
     shares, probs = [], []
     for ids, _ in data.batches(batch_size):
-        x = [model.embeddings.lookup(n, ids[n]) for n in fixed]
+        x = [model.embeddings.lookup(n, ids[n]) for n in held]
         share = torch.cat(x, dim=1) @ w_fixed
         shares.append(share)
         if full is not None:
-            other = torch.cat([full.embeddings.lookup(n, ids[n]) for n in names if n not in set(fixed)], dim=1)
+            other = torch.cat([full.embeddings.lookup(n, ids[n]) for n in others], dim=1)
             h = torch.addmm(share, other, w_other) + full.mlp[0].bias
             probs.append(torch.sigmoid(rest(full.mlp, h).squeeze(1)))
     hidden = w.shape[0]

@@ -117,7 +117,8 @@ def retrain(compressed: nn.Module, train: CTRData, cfg: TrainConfig,
     optimizer = optimizer if optimizer is not None else make_optimizer(compressed, cfg)
     fixed = list(fixed)
     model, data = compressed, train
-    if fixed and isinstance(compressed, DSSM) and _zero_grad_keeps(optimizer):
+    if (fixed and isinstance(compressed, DSSM) and _zero_grad_keeps(optimizer)
+            and ROW not in compressed.embeddings.schema.names):
         share, probs = fixed_share(compressed, train, fixed, full)
         model = FixedShare(compressed, fixed, share)
         ids = {n: train.ids[n] for n in model.trained}  # a batch gathers only what the steps read
