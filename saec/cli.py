@@ -427,6 +427,13 @@ def cmd_check(args: argparse.Namespace) -> None:
             print(checked.line())
 
 
+def cmd_serve(args: argparse.Namespace) -> None:
+    from saec.server import serve
+
+    serve(args.path, host=args.host, port=args.port, workers=args.workers, poll=args.poll,
+          max_records=args.max_records, max_body=args.max_body, log_level=args.log_level)
+
+
 def cmd_periodic(args: argparse.Namespace) -> None:
     from saec.pipeline.periodic import PeriodicConfig, PeriodicRun
     from saec.train.loop import TrainConfig
@@ -631,6 +638,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="+", type=Path, help="a model, compressed table set or state_dict, run folder, "
                                                        "checkpoint, or saec periodic folder")
     p.set_defaults(func=cmd_check)
+
+    from saec.predict import MAX_RECORDS
+    from saec.server import MAX_BODY
+    p = sub.add_parser("serve", help="HTTP prediction service (POST /predict, GET /health, GET /model) over a saved "
+                                     "model; follows a saec periodic folder's newly published versions")
+    p.add_argument("path", type=Path, help="a saved model folder, a saec periodic folder or its serving/ folder")
+    p.add_argument("--host", default="127.0.0.1", help="(127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000, help="(8000)")
+    p.add_argument("--workers", type=int, default=1, help="uvicorn worker processes, each with its own copy (1)")
+    p.add_argument("--poll", type=float, default=1.0, help="seconds between looks at the current link (1.0)")
+    p.add_argument("--max-records", type=int, default=MAX_RECORDS, help=f"records per request ({MAX_RECORDS})")
+    p.add_argument("--max-body", type=int, default=MAX_BODY, help=f"bytes per request body ({MAX_BODY})")
+    p.add_argument("--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"],
+                   help="uvicorn's log level (warning)")
+    p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("evaluate", help="AUC and log loss of a saved model on a split of its data set")
     p.add_argument("model", type=Path, help="a saved model folder, e.g. runs/x/model written by `saec train`")
