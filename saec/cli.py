@@ -427,6 +427,20 @@ def cmd_check(args: argparse.Namespace) -> None:
             print(checked.line())
 
 
+def cmd_export(args: argparse.Namespace) -> None:
+    from saec.io import load_model, save_model
+
+    model, vocabs, extra = load_model(args.model)
+    onnx = None
+    if args.onnx:
+        from saec.export import to_onnx
+
+        onnx = to_onnx(model)
+    out = save_model(args.out, model, vocabs, extra, overwrite=args.overwrite, inputs=[args.model], onnx=onnx)
+    files = sorted(p for p in out.iterdir() if p.is_file())
+    print(f"wrote {out}: " + ", ".join(f"{p.name} {p.stat().st_size:,} bytes" for p in files))
+
+
 def cmd_serve(args: argparse.Namespace) -> None:
     from saec.server import serve
 
@@ -638,6 +652,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="+", type=Path, help="a model, compressed table set or state_dict, run folder, "
                                                        "checkpoint, or saec periodic folder")
     p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("export", help="write a saved model as a serving artifact (verified on the way), with its "
+                                      "ONNX graph (--onnx: embedding lookups included, integer tables in-graph)")
+    p.add_argument("model", type=Path, help="a saved model folder (e.g. runs/x/saec, or a published version)")
+    p.add_argument("--out", type=Path, required=True, help="the artifact folder to write")
+    p.add_argument("--onnx", action="store_true", help="also write model.onnx and onnx.json (extra: onnx)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out that saec wrote")
+    p.set_defaults(func=cmd_export)
 
     from saec.predict import MAX_RECORDS
     from saec.server import MAX_BODY

@@ -39,6 +39,8 @@ if TYPE_CHECKING:  # torch is imported where models are written or read, so atom
 
 FORMAT = "saec-model"
 MODEL_FILES = ("model.json", "tensors.safetensors", "vocabs.json")
+ONNX_FILES = ("model.onnx", "onnx.json")
+"""Optional files of a saved model, both or neither: its ONNX graph and what it takes (:mod:`saec.export`)."""
 
 
 def atomic_write(path: str | Path, write: Callable[[Any], None], binary: bool = True) -> Path:
@@ -74,10 +76,11 @@ def write_json(path: str | Path, obj: Any) -> Path:
 
 def save_model(path: str | Path, model: nn.Module, vocabs: dict[str, Vocabulary],
                extra: dict[str, Any] | None = None, *, overwrite: bool = False,
-               inputs: Iterable[str | Path | None] = ()) -> Path:
+               inputs: Iterable[str | Path | None] = (), onnx: tuple[bytes, dict[str, Any]] | None = None) -> Path:
     """Write a trained CTR model (built by :func:`saec.models.build_model`) with its vocabularies as the
     artifact folder ``path``; an existing one is replaced only with ``overwrite`` and only if saec wrote it
-    (:func:`saec.artifact.check_output`), never when it overlaps one of ``inputs``."""
+    (:func:`saec.artifact.check_output`), never when it overlaps one of ``inputs``. ``onnx``: the model's
+    ONNX graph and its description (:func:`saec.export.to_onnx`), kept beside it as :data:`ONNX_FILES`."""
     from torch import nn
 
     schema = model.embeddings.schema
@@ -97,6 +100,9 @@ def save_model(path: str | Path, model: nn.Module, vocabs: dict[str, Vocabulary]
         write_file(tmp / "model.json", json_bytes(info))
         write_file(tmp / "vocabs.json", json_bytes(vocab_json))
         write_file(tmp / "tensors.safetensors", tensor_bytes(tensors))
+        if onnx is not None:
+            write_file(tmp / ONNX_FILES[0], onnx[0])
+            write_file(tmp / ONNX_FILES[1], json_bytes(onnx[1]))
 
     return write_folder(path, FORMAT, fill, overwrite=overwrite, inputs=inputs)
 
@@ -202,7 +208,7 @@ def load_model(path: str | Path) -> tuple["nn.Module", dict[str, "Vocabulary"], 
     from saec.models import build_model  # models import io-free modules only; keep io importable alone
 
     art = read_artifact(path, FORMAT, "saved model")
-    art.need(MODEL_FILES)
+    art.need(MODEL_FILES + (ONNX_FILES if any(n in art.data for n in ONNX_FILES) else ()))
     path, mpath, vpath, tpath = art.folder, *(art.path(n) for n in MODEL_FILES)
     info = art.json("model.json")
     cfg = dict(_field(mpath, info, "config", dict))

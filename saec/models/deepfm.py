@@ -39,7 +39,10 @@ class DeepFM(nn.Module):
         self.deep = mlp(embeddings.output_dim, hidden, dropout)
 
     def forward(self, ids: dict[str, torch.Tensor]) -> torch.Tensor:
-        vecs = self.embeddings(ids)
+        return self.head(self.embeddings(ids))
+
+    def head(self, vecs: list[torch.Tensor]) -> torch.Tensor:
+        """Logits (B,) from the per-field vectors in schema order (what follows the lookups)."""
         first, hidden = concat_linear(vecs, self.first_order, self.deep[0])
         v = torch.stack([p(x) for p, x in zip(self.project, vecs)], dim=1)  # (B, F, fm_dim)
         # FM identity: sum_{i<j} <v_i, v_j> = ((sum v)^2 - sum v^2) / 2

@@ -23,7 +23,11 @@ class DSSM(nn.Module):
         self.mlp = mlp(embeddings.output_dim, hidden, dropout)
 
     def forward(self, ids: dict[str, torch.Tensor]) -> torch.Tensor:
-        (hidden,) = concat_linear(self.embeddings(ids), self.mlp[0])
+        return self.head(self.embeddings(ids))
+
+    def head(self, vecs: list[torch.Tensor]) -> torch.Tensor:
+        """Logits (B,) from the per-field vectors in schema order (what follows the lookups)."""
+        (hidden,) = concat_linear(vecs, self.mlp[0])
         return rest(self.mlp, hidden).squeeze(1)
 
 
