@@ -12,8 +12,9 @@ rows cast in-graph), Saec is a Gather of the mask then of the codebook, and the 
 dequantized in-graph, ``code * scale + bias`` of each looked-up row (4 and 2-bit codes unpacked by integer division
 and remainder; scale and bias kept in their float16), so the file is as small as the table. The hashing family,
 QR, MEmCom, truncation, low-dimensional, factorized, mixed-dimension and TT tables are exported through their
-own lookups. :func:`onnx_methods` lists what exports; a table whose lookup ONNX cannot express is refused
-naming its field and method before anything is written.
+own lookups (mixed-dimension and TT rewritten without data-dependent shapes). ``tests/test_export.py`` checks
+every method of :data:`saec.nn.registry.METHODS` against PyTorch in ONNX Runtime
+(:class:`saec.onnx_model.OnnxModel`). A model over protobuf's 2 GiB is refused before anything is exported.
 """
 
 from __future__ import annotations
@@ -248,31 +249,3 @@ def to_onnx(model: nn.Module) -> tuple[bytes, dict[str, Any]]:
         "torch": torch.__version__, "onnx": onnx.__version__,
     }
     return proto.SerializeToString(), description
-
-
-class OnnxModel:
-    """An exported model run by ONNX Runtime: ``OnnxModel(folder)(ids)`` gives the probabilities of ids as
-    :meth:`saec.predict.Predictor.encode` makes them. The folder is verified like any saved model first."""
-
-    def __init__(self, folder: str | Path, threads: int = 1) -> None:
-        try:
-            import onnxruntime as ort
-        except ImportError:
-            raise SaecError("running an ONNX model needs the onnx extra: pip install 'saec[onnx]'") from None
-        from saec.artifact import read_artifact
-        from saec.io import FORMAT, ONNX_FILES
-
-        art = read_artifact(folder, FORMAT, "saved model")
-        if ONNX_FILES[0] not in art.data:
-            raise SaecError(f"{folder} holds no {ONNX_FILES[0]}; write one with saec export MODEL --out DIR --onnx")
-        self.description = art.json(ONNX_FILES[1])
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = opts.inter_op_num_threads = threads
-        self.session = ort.InferenceSession(art.data[ONNX_FILES[0]], opts, providers=["CPUExecutionProvider"])
-        self.names = [i["name"] for i in self.description["inputs"]]
-
-    def __call__(self, ids: dict[str, Any]) -> Any:
-        import numpy as np
-
-        feeds = {n: np.ascontiguousarray(ids[n], dtype=np.int64) for n in self.names}
-        return self.session.run(None, feeds)[0].astype(np.float64)

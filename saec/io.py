@@ -39,7 +39,7 @@ if TYPE_CHECKING:  # torch is imported where models are written or read, so atom
 
 FORMAT = "saec-model"
 MODEL_FILES = ("model.json", "tensors.safetensors", "vocabs.json")
-ONNX_FILES = ("model.onnx", "onnx.json")
+ONNX_FILES = ("model.onnx", "onnx.json")  # (saec.onnx_model repeats both names: it imports no torch)
 """Optional files of a saved model, both or neither: its ONNX graph and what it takes (:mod:`saec.export`)."""
 
 

@@ -45,6 +45,21 @@ def _tables(seed):
     return {"a": rng.standard_normal((1500, 8), dtype=np.float32), "b": rng.standard_normal((30, 4), dtype=np.float32)}
 
 
+def write_exported_model(folder, seed):
+    """A compressed model with its ONNX graph (saec export --onnx): the graph is one more checked file."""
+    from saec.export import to_onnx
+
+    small, _ = compress(_model(seed), "saec_int8", k=10, eligibility=10, min_rows=100)
+    return save_model(folder, small, VOCABS, {"seed": "same"}, onnx=to_onnx(small))
+
+
+def _fingerprint_exported(folder):
+    from saec.onnx_model import OnnxModel
+
+    ids = {"user": np.array([0, 5, 1199, -1]), "item": np.array([3, -1, 29, 0])}
+    return _fingerprint_model(folder), torch.from_numpy(OnnxModel(folder)(ids))
+
+
 def write_dump(folder, seed):
     cfg = SaecConfig(k=10, eligibility=10, niter=5, seed=0)
     tables = _tables(seed)
@@ -80,6 +95,7 @@ def _fingerprint_record(folder):
 KINDS = {
     "model": (write_model, _fingerprint_model),
     "compressed model": (write_compressed_model, _fingerprint_model),
+    "exported model": (write_exported_model, _fingerprint_exported),
     "dump": (write_dump, _fingerprint_dump),
     "state-dict record": (write_record, _fingerprint_record),
 }

@@ -14,7 +14,8 @@ import torch
 from saec.cli import main
 from saec.data import Field, Schema
 from saec.errors import SaecError
-from saec.export import OnnxModel, example_ids, to_onnx
+from saec.export import example_ids, to_onnx
+from saec.onnx_model import OnnxModel
 from saec.io import load_model, save_model
 from saec.models import build_model
 from saec.nn.registry import METHODS, POST_TRAINING, from_float, make_embedding
@@ -118,3 +119,15 @@ def test_saec_export_cli_writes_a_verified_artifact_with_its_graph(tmp_path, cap
     assert "--overwrite" in capsys.readouterr().err
     assert main(["export", str(src), "--out", str(src), "--overwrite"]) == 2  # never over its own input
     capsys.readouterr()
+
+
+def test_the_runtime_side_needs_no_torch():
+    import subprocess
+    import sys
+
+    from saec import io, onnx_model
+
+    assert (onnx_model.FORMAT, onnx_model.ONNX_FILES) == (io.FORMAT, io.ONNX_FILES)
+    code = "import sys, saec.onnx_model, saec.predict; print('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() \
+        == "False"

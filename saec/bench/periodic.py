@@ -243,6 +243,12 @@ def render_compare(a: dict[str, Any], b: dict[str, Any], md_path: str | Path, ti
     both = [h for h in sorted(ra) if h in rb and ra[h]["compressed_tables"] and rb[h]["compressed_tables"]]
     t = header(title, command, a["environment"])  # this command; the environment the first run recorded
     t += f"\nFirst run ({names[0]}): `{' '.join(a['command'])}`.\n\nSecond run ({names[1]}): `{' '.join(b['command'])}`.\n\n"
+    differ = {k: (a["environment"].get(k), v) for k, v in b["environment"].items()
+              if k != "date" and a["environment"].get(k) != v}
+    if differ:  # seconds from two machines (or versions) compare only roughly; the shares of an epoch better
+        t += ("**The second run was recorded elsewhere** (" + "; ".join(f"{k}: {x} / {y}" for k, (x, y) in
+              differ.items()) + f"; {b['environment'].get('date')}): compare its seconds with care, its shares of a "
+              f"training epoch more safely.\n\n")
     if not both:
         write_text(md_path, t + "No segment was compressed in both runs.\n")
         return

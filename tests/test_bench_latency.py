@@ -1,0 +1,52 @@
+"""saec.bench.latency: the measuring process in both runtimes (the ONNX one without torch) and the page rendered
+from a record alone. Tiny model, a few calls: behaviour, not timings."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import torch
+
+from saec.bench.latency import render
+from saec.data import Field, Schema, Vocabulary
+from saec.export import example_ids, to_onnx
+from saec.io import save_model
+from saec.models import build_model
+
+SCHEMA = Schema([Field("user", 8), Field("genres", 4, multi_valued=True)], label="y")
+SIZES = {"user": 50, "genres": 9}
+
+
+def test_worker_measures_both_runtimes_and_onnx_needs_no_torch(tmp_path):
+    model = build_model("dssm", SCHEMA, SIZES, hidden=(8,)).eval()
+    vocabs = {n: Vocabulary.from_values(np.arange(v)) for n, v in SIZES.items()}
+    folder = save_model(tmp_path / "m", model, vocabs, onnx=to_onnx(model))
+    arrays = {}
+    for b in (1, 4):
+        batches = [example_ids(model, b, 3, seed=i) for i in range(5)]
+        for j, name in enumerate(SCHEMA.names):
+            arrays[f"{b}/{name}"] = torch.stack([x[j] for x in batches]).numpy()
+    np.savez(tmp_path / "ids.npz", **arrays)
+    runs = {}
+    for runtime in ("torch", "onnxruntime"):
+        out = subprocess.run([sys.executable, "-m", "saec.bench.latency", runtime, str(folder), str(tmp_path / "ids.npz"),
+                              "3", "2", "1"], capture_output=True, text=True, check=True)
+        runs[runtime] = json.loads(out.stdout.strip().splitlines()[-1])
+        r = runs[runtime]
+        assert set(r["times_us"]) == {"1", "4"} and all(len(t) == 3 and min(t) > 0 for t in r["times_us"].values())
+        assert r["rss_loaded_mib"] >= r["rss_imported_mib"] > 0 and r["load_s"] > 0
+    assert runs["torch"]["torch_imported"] and not runs["onnxruntime"]["torch_imported"]
+
+    record = {"command": ["python", "benchmarks/serve_latency.py"], "environment": {"saec": "0", "date": "d"},
+              "config": {"dataset": "tiny", "batches": [1, 4], "calls": 3, "warmup": 2, "threads": 1, "k": 4,
+                         "eligibility": 10, "hidden": [8]},
+              "load_before": 0.1, "load_after": 0.2, "wall_s": 1.0, "peak_rss_mib": 100.0,
+              "models": [{"method": m, "table_bytes": 1000, "files": {"model.onnx": 2000}, "runs": list(runs.values())}
+                         for m in ("full", "saec")]}
+    render(record, tmp_path / "page.md", tmp_path / "page.png")
+    page = (tmp_path / "page.md").read_text()
+    assert "| Saec | 1.0 KiB | 2.0 KiB | torch |" in page and "batch 4: p50 / p99" in page and (tmp_path / "page.png").stat().st_size
+    assert "python benchmarks/serve_latency.py" in page and "no torch imported: True" in page
