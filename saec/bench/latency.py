@@ -4,7 +4,7 @@ The analogue of MEmCom's Table 3 (``../shared/papers/memcom-paper.txt`` §5.3: o
 of the uncompressed model against the compressed ones). :func:`run` builds, on MovieLens-1M's schema and
 vocabularies, the DSSM once per method (the uncompressed model trained one epoch; Saec, Saec+int8 and int8
 made from it by :func:`saec.compress`; MEmCom and Weinberger hashing, which are trained compressed, built at
-the byte budget Saec reached and trained the same epoch), writes each as an artifact with its ONNX graph
+:attr:`LatencyConfig.ratio` times fewer bytes and trained the same epoch), writes each as an artifact with its ONNX graph
 (``saec export --onnx``), and measures each (method, runtime) in a fresh process of its own
 (:func:`worker`): RSS before and after loading the artifact (every checksum verified), then ``calls`` timed
 calls at each batch size on records of the test split, one thread. The ONNX Runtime process imports no torch
@@ -36,7 +36,9 @@ class LatencyConfig:
     """What :func:`run` measures: ``methods`` on ``dataset``, ``calls`` timed calls (after ``warmup``) per
     batch size in ``batches``, with ``threads`` threads; Saec's ``k`` and ``eligibility`` (a field is clustered
     when it has at least ``eligibility * k`` rows: 10 as in the README's MovieLens examples, since MovieLens-1M's
-    largest field has 6,040 rows); the DSSM's ``hidden`` widths."""
+    largest field has 6,040 rows); ``ratio``: MEmCom's and hashing's large tables are that many times smaller
+    than full ones in bytes (MEmCom keeps a float per feature, so it cannot reach Saec's one byte per feature);
+    the DSSM's ``hidden`` widths."""
 
     dataset: str = "movielens-1m"
     methods: tuple[str, ...] = METHODS
@@ -46,6 +48,7 @@ class LatencyConfig:
     threads: int = 1
     k: int = 100
     eligibility: float = 10.0
+    ratio: float = 8.0
     hidden: tuple[int, ...] = (256, 128)
     seed: int = 0
 
@@ -121,7 +124,7 @@ def build_models(cfg: LatencyConfig) -> tuple[Any, dict[str, Any]]:
 
     import saec
     from saec.data.movielens import movielens_ctr
-    from saec.models import build_compressed_model, build_model, large_fields
+    from saec.models import build_compressed_model, build_model
 
     torch.manual_seed(cfg.seed)
     task = movielens_ctr(cfg.dataset)
@@ -134,12 +137,9 @@ def build_models(cfg: LatencyConfig) -> tuple[Any, dict[str, Any]]:
         if method in cfg.methods:
             hyper = {"k": cfg.k, "eligibility": cfg.eligibility} if method.startswith("saec") else {}
             models[method], _ = saec.compress(full, method, counts=counts, **hyper)
-    large = large_fields(task.schema, task.vocabs)
-    full_bytes = sum(full.embeddings.table_bytes()[n] for n in large)
-    saec_bytes = sum(models["saec"].embeddings.table_bytes()[n] for n in large) if "saec" in models else full_bytes / 16
     for method in ("memcom", "hashing"):
         if method in cfg.methods:
-            m = build_compressed_model("dssm", task.schema, task.vocabs, method, ratio=full_bytes / saec_bytes,
+            m = build_compressed_model("dssm", task.schema, task.vocabs, method, ratio=cfg.ratio,
                                        budget="bytes", hidden=cfg.hidden, seed=cfg.seed)
             _train(m, task, cfg.seed)
             models[method] = m
