@@ -48,7 +48,7 @@ class LatencyConfig:
     threads: int = 1
     k: int = 100
     eligibility: float = 10.0
-    ratio: float = 8.0
+    ratio: float = 4.0
     hidden: tuple[int, ...] = (256, 128)
     seed: int = 0
 
