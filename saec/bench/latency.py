@@ -223,7 +223,8 @@ def render(record: dict[str, Any], md_path: str | Path, png_path: str | Path) ->
     text += (
         f"\nThe DSSM (MLP {tuple(cfg['hidden'])}) on {cfg['dataset']}'s fields and vocabularies: uncompressed "
         f"(trained one epoch), Saec (k={cfg['k']}, eligibility {cfg['eligibility']:g}), Saec + int8 and int8 (from it, `saec.compress`), MEmCom and "
-        f"Weinberger hashing (trained compressed one epoch, at the bytes Saec reached on the large fields). Each is "
+        f"Weinberger hashing (trained compressed one epoch, their large tables {cfg['ratio']:g}x smaller than full "
+        f"ones in bytes: MEmCom keeps a float per feature, so it cannot reach Saec's byte per feature). Each is "
         f"written as an artifact with its ONNX graph (`saec export --onnx`) and measured in a fresh process per "
         f"runtime, {cfg['threads']} thread: **memory** is the process's RSS after loading the artifact (every "
         f"checksum verified) minus its RSS after importing the runtime and saec's loader (so it holds the model and "
