@@ -42,7 +42,7 @@ def test_worker_measures_both_runtimes_and_onnx_needs_no_torch(tmp_path):
 
     record = {"command": ["python", "benchmarks/serve_latency.py"], "environment": {"saec": "0", "date": "d"},
               "config": {"dataset": "tiny", "batches": [1, 4], "calls": 3, "warmup": 2, "threads": 1, "k": 4,
-                         "eligibility": 10, "hidden": [8]},
+                         "eligibility": 10, "ratio": 4, "hidden": [8]},
               "load_before": 0.1, "load_after": 0.2, "wall_s": 1.0, "peak_rss_mib": 100.0,
               "models": [{"method": m, "table_bytes": 1000, "files": {"model.onnx": 2000}, "runs": list(runs.values())}
                          for m in ("full", "saec")]}
@@ -50,3 +50,21 @@ def test_worker_measures_both_runtimes_and_onnx_needs_no_torch(tmp_path):
     page = (tmp_path / "page.md").read_text()
     assert "| Saec | 1.0 KiB | 2.0 KiB | torch |" in page and "batch 4: p50 / p99" in page and (tmp_path / "page.png").stat().st_size
     assert "python benchmarks/serve_latency.py" in page and "no torch imported: True" in page
+
+
+def test_load_page_is_rendered_from_its_record_alone(tmp_path):
+    from saec.bench.load import render as render_load
+
+    run = {"workers": 1, "sent": 4, "wall_s": 2.0, "switch_at_s": 1.0, "start_s": [0.1, 0.5, 1.2, 1.5],
+           "latency_s": [0.01, 0.02, 0.03, 0.01], "status": [200, 200, 200, 200],
+           "version": ["v000000", "v000000", "v000002", "v000002"], "old": "v000000", "new": "v000002",
+           "server_log": ""}
+    record = {"command": ["python", "benchmarks/serve_load.py"], "environment": {"saec": "0", "date": "d"},
+              "config": {"preset": "small", "segments": 4, "clients": 2, "requests": 4, "records": 16,
+                         "max_seconds": 10}, "load_before": 0.1, "load_after": 0.2, "wall_s": 3.0,
+              "peak_rss_mib": 50.0, "runs": [run, {**run, "workers": 2, "status": [200, 200, 503, 200]}]}
+    render_load(record, tmp_path / "load.md", tmp_path / "load.png")
+    page = (tmp_path / "load.md").read_text()
+    assert "| 1 | 4 | 0 | 2.0 | 2 | 32 |" in page and "| 2 | 4 | 1 |" in page
+    assert "1 requests failed: [(2, 503)]" in page and "first new version" in page
+    assert "| 1.0 | 0.20 | 2 / 2 |" in page

@@ -214,7 +214,8 @@ def render(record: dict[str, Any], md_path: str | Path, png_path: str | Path) ->
     text += markdown_table(rows)
     bad = [(r["workers"], s) for r in record["runs"] for s in r["status"] if s != 200]
     text += (f"\n{'No request failed' if not bad else f'{len(bad)} requests failed: {sorted(set(bad))[:5]}'} "
-             f"across the runs; every answer came from the old or the new version, and each run ended on the new "
+             f"across the runs; every answer came from the old or the new version: "
+             f"{all(set(r['version']) <= {r['old'], r['new']} for r in record['runs'])}; each run ended on the new "
              f"one: {all(r['version'][-1] == r['new'] for r in record['runs'] if r['version'])}. The first new answer "
              f"comes one poll (0.2 s) plus the new version's load and warm-up after the switch (with 2 workers, each "
              f"switches on its own).\n\n![latency over time]({Path(png_path).name})\n")
