@@ -10,12 +10,10 @@ Logic in :mod:`saec.bench.latency`. Run from the repository root under the bench
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 from pathlib import Path
 
 from saec.bench.latency import LatencyConfig, render, run
-from saec.io import write_json
+from saec.bench.report import measure_and_render
 
 
 def main() -> None:
@@ -26,15 +24,8 @@ def main() -> None:
     ap.add_argument("--from-json", action="store_true", help="only re-render the page from its JSON")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args()
-    json_path, png_path = args.out.with_suffix(".json"), args.out.with_suffix(".png")
-    if not args.from_json:
-        command = ["flock", "/tmp/saec-bench.lock", "python", "benchmarks/serve_latency.py",
-                   *[a for a in sys.argv[1:] if a != "--quiet"]]
-        write_json(json_path, run(LatencyConfig(dataset=args.dataset, calls=args.calls), command,
-                                  progress=not args.quiet))
-    record = json.loads(json_path.read_text())  # the page always comes from the JSON as stored
-    render(record, args.out, png_path)
-    print(f"wrote {args.out}, {png_path}" + ("" if args.from_json else f", {json_path}"))
+    measure_and_render("benchmarks/serve_latency.py", args.out, args.from_json, args.quiet,
+                       lambda command, progress: run(LatencyConfig(dataset=args.dataset, calls=args.calls), command, progress), render)
 
 
 if __name__ == "__main__":

@@ -84,3 +84,22 @@ def save_figure(fig, path) -> None:
         atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))
     finally:
         plt.close(fig)
+
+
+def measure_and_render(script: str, out, from_json: bool, quiet: bool, measure, render) -> None:
+    """What a benchmark entry point does: unless ``from_json``, ``measure(command, progress)`` and store its
+    record beside ``out`` (``.json``); then render the page ``out`` and its ``.png`` from the stored JSON alone.
+    ``command`` is the flock'd command line that reproduces the record (``--quiet`` and ``--from-json`` left out)."""
+    import json
+    from pathlib import Path
+
+    from saec.io import write_json
+
+    out = Path(out)
+    json_path, png_path = out.with_suffix(".json"), out.with_suffix(".png")
+    if not from_json:
+        command = ["flock", "/tmp/saec-bench.lock", "python", script,
+                   *[a for a in sys.argv[1:] if a not in ("--quiet", "--from-json")]]
+        write_json(json_path, measure(command, not quiet))
+    render(json.loads(json_path.read_text()), out, png_path)  # the page always comes from the JSON as stored
+    print(f"wrote {out}, {png_path}" + ("" if from_json else f", {json_path}"))
