@@ -18,6 +18,9 @@ the ``current`` link every ``poll`` seconds; when it names another version, that
 file verified), warmed with one prediction, and only then swapped in with one assignment. A request holds
 the predictor it started with, so a switch never drops or fails one; a version that fails to load is
 reported on stderr and the old one keeps serving (it is tried again only once the link moves on).
+
+Each process runs the model with ``SAEC_SERVE_THREADS`` torch threads (1 by default: with ``--workers`` the
+processes, not threads, use the cores).
 """
 
 # no `from __future__ import annotations`: FastAPI reads the endpoints' annotations (Request) at definition
@@ -46,14 +49,11 @@ class ModelHolder:
     def __init__(self, path: str | Path, poll: float = 1.0, max_records: int = MAX_RECORDS) -> None:
         self.path, self.poll, self.max_records = Path(path), poll, max_records
         self.source = resolve(self.path)
-        self.predictor = self._load(self.source.folder, self.source.version)
+        self.predictor = Predictor.from_folder(self.source.folder, self.source.version, max_records)
         self._failed: str | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.reloads = 0
-
-    def _load(self, folder: Path, version: str) -> Predictor:
-        return Predictor.from_folder(folder, version, self.max_records)
 
     def check(self) -> bool:
         """Switch to the version ``current`` names if it is another one; True if it switched."""
@@ -66,7 +66,7 @@ class ModelHolder:
         if now.version in (self.predictor.version, self._failed):
             return False
         try:
-            predictor = self._load(now.folder, now.version)
+            predictor = Predictor.from_folder(now.folder, now.version, self.max_records)
         except (SaecError, OSError) as e:  # a damaged or vanished version: the old one keeps serving
             self._failed = now.version
             print(f"saec serve: not switching to {now.folder}: {e}", file=sys.stderr, flush=True)

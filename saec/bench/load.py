@@ -147,10 +147,11 @@ def run(cfg: LoadConfig, command: list[str], progress: bool = True) -> dict[str,
                 ready = time.monotonic() + 300
                 while True:
                     try:
-                        if httpx.get(url + "/health", timeout=5).json()["version"] == old:
-                            break
-                    except httpx.HTTPError:
-                        pass
+                        up = httpx.get(url + "/health", timeout=5).json()["version"] == old
+                    except httpx.HTTPError:  # not listening yet
+                        up = False
+                    if up:
+                        break
                     if proc.poll() is not None or time.monotonic() > ready:
                         raise RuntimeError(f"saec serve did not start: {log.read_text()[-2000:]}")
                     time.sleep(0.2)
