@@ -202,7 +202,8 @@ class Predictor:
             elif not isinstance(v, list):
                 raise RequestError(f"record {i}: field {f.name!r} is multi-valued; expected a list of values or a "
                                    f"string separated by {f.sep!r}, got {type(v).__name__} {v!r:.60}")
-            return [self._check(i, f, x) for x in v[:f.max_len]]
+            # as training reads a list: missing and empty values dropped, then the first max_len kept
+            return [self._check(i, f, x) for x in v if x is not None and x != ""][:f.max_len]
         return self._check(i, f, v)
 
     def _check(self, i: int, f: Any, v: Any) -> Any:

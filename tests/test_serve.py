@@ -109,13 +109,13 @@ def test_multi_valued_fields_take_lists_or_their_separated_string(tmp_path):
     model = build_model("dssm", schema, {n: len(v) for n, v in vocabs.items()}, hidden=(8,), init_std=0.5)
     p = Predictor(model, vocabs)
     recs = [{"user": 1, "genres": ["a", "b"]}, {"user": 3, "genres": "c a"}, {"user": 9, "genres": []},
-            {"user": 2, "genres": None}, {"user": 2, "genres": "zzz"}]
-    data = encode_frame(pd.DataFrame({"user": [1, 3, 9, 2, 2], "genres": ["a b", "c a", "", "", "zzz"],
+            {"user": 2, "genres": None}, {"user": 2, "genres": "zzz"}, {"user": 3, "genres": [None, "c", "", "a"]}]
+    data = encode_frame(pd.DataFrame({"user": [1, 3, 9, 2, 2, 3], "genres": ["a b", "c a", "", "", "zzz", "c a"],
                                       "label": 0}), schema, vocabs)
     with torch.no_grad():
         want = torch.sigmoid(model({n: torch.from_numpy(a) for n, a in data.ids.items()})).double().numpy()
     np.testing.assert_allclose(p.predict(recs), want, rtol=0, atol=1e-12)
-    assert p.unknown(p.encode(recs)) == [[], [], ["user", "genres"], ["genres"], ["genres"]]
+    assert p.unknown(p.encode(recs)) == [[], [], ["user", "genres"], ["genres"], ["genres"], []]
     with pytest.raises(RequestError, match="record 0: field 'genres' is multi-valued; expected a list"):
         p.predict([{"user": 1, "genres": 5}])
     with pytest.raises(RequestError, match="record 0: field 'genres': 5 is a number; this field's values are str"):
