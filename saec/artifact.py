@@ -35,7 +35,7 @@ import json
 import os
 import secrets
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Iterable, Mapping
 
@@ -335,11 +335,18 @@ def _no_constant(name: str) -> None:
 
 @dataclass
 class Artifact:
-    """A verified artifact: its folder, manifest, and the checked bytes of each file it lists."""
+    """A verified artifact: its folder, manifest, and the checked bytes of each file it lists (``data``), or, for
+    the files :func:`read_artifact` was told to map, their checked identity (``mapped``: path and
+    ``(inode, size, mtime)`` as hashed), read later without a copy (:meth:`tensors`)."""
 
     folder: Path
     manifest: dict[str, Any]
     data: dict[str, bytes]
+    mapped: dict[str, tuple[Path, tuple[int, int, int]]] = field(default_factory=dict)
+
+    @property
+    def names(self) -> set[str]:
+        return set(self.data) | set(self.mapped)
 
     @property
     def kind(self) -> str:
@@ -351,7 +358,7 @@ class Artifact:
     def need(self, names: Iterable[str]) -> None:
         """The files of the artifact must be exactly ``names``."""
         names = set(names)
-        missing, extra = sorted(names - set(self.data)), sorted(set(self.data) - names)
+        missing, extra = sorted(names - self.names), sorted(self.names - names)
         if missing:
             raise SaecError(f"{self.path(missing[0])} is missing ({self.kind} at {self.folder} needs "
                             f"{sorted(names)})")
@@ -369,11 +376,20 @@ class Artifact:
             raise SaecError(f"{self.path(name)} is not valid JSON: {e}") from None
 
     def tensors(self, name: str) -> dict[str, Any]:
-        """The torch tensors of a safetensors file of the artifact."""
-        from safetensors.torch import load
+        """The torch tensors of a safetensors file of the artifact; those of a mapped file are memory-mapped
+        (copy on write: changing a tensor never changes the file), after checking that the file is still the
+        one whose bytes were hashed."""
+        from safetensors.torch import load, load_file
 
         try:
+            if name in self.mapped:
+                path, hashed = self.mapped[name]
+                if _identity(path) != hashed:
+                    raise SaecError(f"{path} changed after its SHA-256 was checked: refusing to map it")
+                return load_file(path)
             return load(self.data[name])
+        except SaecError:
+            raise
         except KeyError:
             raise SaecError(f"{self.path(name)} is missing") from None
         except Exception as e:  # safetensors raises its own error type for a bad header
@@ -400,8 +416,18 @@ class Artifact:
         return value
 
 
-def read_artifact(folder: str | Path, kinds: str | Iterable[str], what: str = "artifact") -> Artifact:
-    """The verified files of the artifact at ``folder``, of one of ``kinds`` (see the module docstring)."""
+def _identity(path: Path) -> tuple[int, int, int]:
+    st = os.stat(path)
+    return st.st_ino, st.st_size, st.st_mtime_ns
+
+
+def read_artifact(folder: str | Path, kinds: str | Iterable[str], what: str = "artifact",
+                  map_over: int | None = None, mappable: Iterable[str] = ()) -> Artifact:
+    """The verified files of the artifact at ``folder``, of one of ``kinds`` (see the module docstring).
+
+    Files named in ``mappable`` of at least ``map_over`` bytes are hashed as they are read, in chunks, and not
+    kept (:attr:`Artifact.mapped`): a reader memory-maps them afterwards, so a table larger than free memory
+    can still be loaded and served."""
     folder = Path(folder)
     kinds = (kinds,) if isinstance(kinds, str) else tuple(kinds)
     if not folder.exists():
@@ -420,9 +446,21 @@ def read_artifact(folder: str | Path, kinds: str | Iterable[str], what: str = "a
                         f"written by saec")
     if listed - present:
         raise SaecError(f"{folder / sorted(listed - present)[0]} is missing (listed in {folder / MANIFEST})")
-    data = {}
+    data, mapped = {}, {}
+    mappable = set(mappable) if map_over is not None else set()
     for name, f in sorted(manifest["files"].items()):
         path = folder / name
+        if name in mappable and f["bytes"] >= map_over:
+            before = _identity(path)
+            with open(path, "rb") as fh:
+                digest = hashlib.file_digest(fh, "sha256").hexdigest()
+            if before[1] != f["bytes"]:
+                raise SaecError(f"{path} has {before[1]:,} bytes, {folder / MANIFEST} says {f['bytes']:,}: damaged "
+                                f"or replaced")
+            if digest != f["sha256"] or _identity(path) != before:
+                raise SaecError(f"{path} is damaged or was replaced: its SHA-256 does not match {folder / MANIFEST}")
+            mapped[name] = (path, before)
+            continue
         with open(path, "rb") as fh:
             raw = fh.read(f["bytes"] + 1)
         if len(raw) != f["bytes"]:
@@ -431,7 +469,7 @@ def read_artifact(folder: str | Path, kinds: str | Iterable[str], what: str = "a
         if sha256(raw) != f["sha256"]:
             raise SaecError(f"{path} is damaged or was replaced: its SHA-256 does not match {folder / MANIFEST}")
         data[name] = raw
-    return Artifact(folder, manifest, data)
+    return Artifact(folder, manifest, data, mapped)
 
 
 # -- checks the kinds' readers share -------------------------------------------------------------

@@ -39,6 +39,8 @@ if TYPE_CHECKING:  # torch is imported where models are written or read, so atom
 
 FORMAT = "saec-model"
 MODEL_FILES = ("model.json", "tensors.safetensors", "vocabs.json")
+MMAP_BYTES = 256 << 20
+"""A saved model's tensors file at least this large is memory-mapped by :func:`load_model`, not read into memory."""
 ONNX_FILES = ("model.onnx", "onnx.json")  # (saec.onnx_model repeats both names: it imports no torch)
 """Optional files of a saved model, both or neither: its ONNX graph and what it takes (:mod:`saec.export`)."""
 
@@ -200,15 +202,21 @@ def _field(path: Path, d: Any, key: str, types: type | tuple[type, ...]) -> Any:
     return d[key]
 
 
-def load_model(path: str | Path) -> tuple["nn.Module", dict[str, "Vocabulary"], dict[str, Any]]:
+def load_model(path: str | Path, mmap_bytes: int | None = MMAP_BYTES
+               ) -> tuple["nn.Module", dict[str, "Vocabulary"], dict[str, Any]]:
     """Read a model folder written by :func:`save_model`: ``(model, vocabs, extra)``; every file is verified
-    before it is used (see the module docstring)."""
+    before it is used (see the module docstring).
+
+    A ``tensors.safetensors`` of at least ``mmap_bytes`` (None: never) is hashed in chunks and then
+    memory-mapped: the model's tensors are views of the file (copy on write), the full tables are never
+    allocated, and pages are read when used, so a model larger than free memory loads and serves."""
     from saec.artifact import check_ranges, check_state
     from saec.data.schema import Schema
     from saec.models import build_model  # models import io-free modules only; keep io importable alone
 
-    art = read_artifact(path, FORMAT, "saved model")
-    art.need(MODEL_FILES + (ONNX_FILES if any(n in art.data for n in ONNX_FILES) else ()))
+    art = read_artifact(path, FORMAT, "saved model", map_over=mmap_bytes, mappable=["tensors.safetensors"])
+    art.need(MODEL_FILES + (ONNX_FILES if any(n in art.names for n in ONNX_FILES) else ()))
+    mapped = "tensors.safetensors" in art.mapped
     path, mpath, vpath, tpath = art.folder, *(art.path(n) for n in MODEL_FILES)
     info = art.json("model.json")
     cfg = dict(_field(mpath, info, "config", dict))
@@ -238,11 +246,18 @@ def load_model(path: str | Path) -> tuple["nn.Module", dict[str, "Vocabulary"], 
             raise SaecError(f"{mpath}: field {n!r}: its table record has {t.num_embeddings} rows, num_embeddings "
                             f"says {sizes[n]}")
     cfg.pop("name"), cfg.pop("num_embeddings")
+    if mapped:  # full tables left uninitialised (torch.empty: pages never touched are never resident); the
+        import torch  # mapped file's tensors take their place below
+        from torch import nn
+
+        rebuilt.update({f.name: nn.Embedding(sizes[f.name], f.dim, sparse=bool(cfg.get("sparse", True)),
+                                             _weight=torch.empty(sizes[f.name], f.dim))
+                        for f in schema.fields if f.name not in rebuilt})
     try:
         model = build_model(name, schema, sizes, **cfg, tables=rebuilt)
     except (TypeError, ValueError) as e:
         raise SaecError(f"{mpath}: the model it describes cannot be built: {e}") from None
     check_state(tpath, state, model.state_dict(), "state_dict entry")
-    model.load_state_dict(state)
+    model.load_state_dict(state, assign=mapped)  # check_state: the file holds every tensor the model has
     check_ranges(tpath, model)
     return model, vocabs, extra

@@ -384,3 +384,69 @@ def test_saec_check_passes_what_loads_and_names_the_first_damaged_file(artifact,
         assert str(copy / name) in capsys.readouterr().err, (kind, name)
     assert main(["check", str(tmp_path / "nothing-here")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+# -- memory-mapped loading ---------------------------------------------------------------------------
+BIG = {"user": 500_000, "item": 30}
+_RSS = """
+import json, sys
+import numpy as np, torch
+import saec.models, saec.nn.registry
+from saec.io import load_model
+def anon():
+    return next(int(l.split()[1]) * 1024 for l in open('/proc/self/status') if l.startswith('RssAnon'))
+before = anon()
+model, vocabs, _ = load_model(sys.argv[1], mmap_bytes=None if sys.argv[2] == 'none' else int(sys.argv[2]))
+after = anon()
+with torch.no_grad():
+    p = torch.sigmoid(model({'user': torch.tensor([0, 7, 499_999, -1]), 'item': torch.tensor([1, 2, 3, 4])}))
+print(json.dumps({'grew': after - before, 'p': p.tolist(), 'mapped': model.embeddings.tables['user'].weight.data_ptr()}))
+"""
+
+
+@pytest.fixture(scope="module")
+def big_model(tmp_path_factory):
+    schema = Schema((Field("user", 64), Field("item", 4)))
+    model = build_model("dssm", schema, BIG, hidden=(8,), seed=3)
+    vocabs = {n: Vocabulary.from_values(np.arange(v)) for n, v in BIG.items()}
+    return save_model(tmp_path_factory.mktemp("big") / "m", model, vocabs), BIG["user"] * 64 * 4
+
+
+def _load_in_child(folder, mmap_bytes):
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", _RSS, str(folder), str(mmap_bytes)], capture_output=True, text=True,
+                         check=True)
+    return json.loads(out.stdout)
+
+
+def test_a_large_table_loads_memory_mapped_without_being_copied(big_model):
+    folder, table_bytes = big_model
+    mapped, copied = _load_in_child(folder, 1 << 20), _load_in_child(folder, "none")
+    assert mapped["p"] == copied["p"]  # the same model either way
+    assert copied["grew"] >= table_bytes  # read into memory: the table's bytes at least
+    assert mapped["grew"] < 0.1 * table_bytes, mapped  # mapped: the file's pages, not a private copy
+
+
+def test_a_mapped_file_is_verified_and_never_written(big_model, tmp_path):
+    folder, _ = big_model
+    copy = tmp_path / "m"
+    shutil.copytree(folder, copy)
+    tensors = copy / "tensors.safetensors"
+    original = tensors.read_bytes()
+    model, _, _ = load_model(copy, mmap_bytes=1 << 20)
+    with torch.no_grad():  # training or editing the loaded model changes its pages, not the file
+        model.embeddings.tables["user"].weight.mul_(2.0)
+    assert tensors.read_bytes() == original
+    damaged = bytearray(original)
+    damaged[len(damaged) // 2] ^= 0x10
+    tensors.write_bytes(bytes(damaged))
+    with pytest.raises(SaecError, match="tensors.safetensors is damaged or was replaced"):
+        load_model(copy, mmap_bytes=1 << 20)
+    tensors.write_bytes(original)
+    art = read_artifact(copy, "saec-model", map_over=1 << 20, mappable=["tensors.safetensors"])
+    assert set(art.mapped) == {"tensors.safetensors"} and "tensors.safetensors" not in art.data
+    tensors.write_bytes(original)  # the same bytes, but another write after the check
+    with pytest.raises(SaecError, match="changed after its SHA-256 was checked"):
+        art.tensors("tensors.safetensors")
