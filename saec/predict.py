@@ -98,14 +98,11 @@ class Predictor:
     digest: str = ""  # the loaded folder's manifest_sha256, which covers every file
 
     def __post_init__(self) -> None:
-        import torch
-
         self.model.eval()
         self.schema = self.model.embeddings.schema
         self.fields = {f.name: f for f in self.schema.fields}
         # the type every value of a field must have, from its vocabulary's values (an empty one takes both)
         self.kinds = {n: _kind(v.values) for n, v in self.vocabs.items()}
-        self._torch = torch
 
     @classmethod
     def load(cls, path: str | Path, max_records: int = MAX_RECORDS) -> "Predictor":
@@ -174,7 +171,8 @@ class Predictor:
 
     def forward(self, ids: Mapping[str, np.ndarray]) -> np.ndarray:
         """Click probabilities (float64) of already encoded ids (:meth:`encode`)."""
-        torch = self._torch
+        import torch
+
         with torch.inference_mode():
             logits = self.model({n: torch.from_numpy(a) for n, a in ids.items()})
             return torch.sigmoid(logits).double().numpy()

@@ -98,13 +98,12 @@ def model_info(p: Predictor) -> dict[str, Any]:
     from saec.nn.base import CompressedEmbedding
     from saec.nn.registry import method_of
 
-    tables = {}
+    tables, nbytes = {}, p.model.embeddings.table_bytes()
     for name, t in p.model.embeddings.tables.items():
         f = p.fields[name]
         tables[name] = {"method": method_of(t) if isinstance(t, CompressedEmbedding) else "full",
                         "features": len(p.vocabs[name]), "dim": f.dim, "multi_valued": f.multi_valued,
-                        "bytes": int(sum(b.numel() * b.element_size()
-                                         for b in list(t.parameters()) + list(t.buffers())))}
+                        "bytes": nbytes[name]}
     return {"version": p.version, "model": type(p.model).__name__, "fields": tables,
             "published": p.info.get("published"), "manifest_sha256": p.digest}
 
@@ -198,7 +197,7 @@ def serve(path: str | Path, host: str = "127.0.0.1", port: int = 8000, workers: 
         return
     os.environ[ENV] = json.dumps({"path": str(Path(path).resolve()), "poll": poll, "max_records": max_records,
                                   "max_body": max_body})
-    create_app(path, poll=poll, max_records=max_records, max_body=max_body)  # fail here, not in each worker
+    Predictor.load(path, max_records)  # a model that does not verify fails here, not in each worker
     uvicorn.run("saec.server:app_from_env", factory=True, host=host, port=port, workers=workers,
                 log_level=log_level, timeout_worker_healthcheck=WORKER_TIMEOUT)
 
