@@ -78,10 +78,8 @@ def umask() -> int:
 
 
 # -- writing -------------------------------------------------------------------------------------
-def tensor_bytes(tensors: Mapping[str, Any]) -> bytes:
-    """A safetensors file of torch tensors (copied where they share memory or are not contiguous)."""
-    from safetensors.torch import save
-
+def _storable(tensors: Mapping[str, Any]) -> dict[str, Any]:
+    """``tensors`` as safetensors takes them: detached, contiguous, none sharing memory (copied where needed)."""
     seen: set[int] = set()
     out = {}
     for name, t in tensors.items():
@@ -90,7 +88,20 @@ def tensor_bytes(tensors: Mapping[str, Any]) -> bytes:
             t = t.contiguous().clone()
         seen.add(t.untyped_storage().data_ptr())
         out[name] = t
-    return save(out)
+    return out
+
+
+def write_tensors(path: Path, tensors: Mapping[str, Any]) -> None:
+    """Write a new safetensors file of torch tensors (copied only where they share memory or are not contiguous),
+    streamed: safetensors writes each tensor from its own memory, so a model of many GiB is saved without a
+    second copy of it in memory."""
+    from safetensors.torch import save_file
+
+    if path.exists():
+        raise FileExistsError(path)
+    save_file(_storable(tensors), path)
+    with open(path, "rb+") as f:
+        os.fsync(f.fileno())
 
 
 def npy_bytes(array: np.ndarray) -> bytes:
@@ -141,8 +152,9 @@ def seal(folder: Path, kind: str, meta: Mapping[str, Any] | None = None) -> dict
         raise ValueError(f"manifest fields {clash} are reserved")
     files = {}
     for name in _walk(folder):
-        data = (folder / name).read_bytes()
-        files[name] = {"bytes": len(data), "sha256": sha256(data)}
+        with open(folder / name, "rb") as fh:  # in chunks: a table file may be larger than free memory
+            digest = hashlib.file_digest(fh, "sha256").hexdigest()
+        files[name] = {"bytes": (folder / name).stat().st_size, "sha256": digest}
     manifest = sign({**meta, "format": kind, "version": VERSION, "saec_version": __version__, "files": files})
     write_file(folder / MANIFEST, canonical(manifest))
     return manifest

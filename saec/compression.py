@@ -464,14 +464,14 @@ def save_tables(path: str | Path, record: Mapping[str, Any], *, overwrite: bool 
     ``state_dict.safetensors`` (the entries by key) and ``tables.json`` (the table records and the report),
     with the SHA-256 of each in ``manifest.json``. Replaces an existing folder only as
     :func:`saec.artifact.check_output` allows."""
-    from saec.artifact import json_bytes, tensor_bytes, write_file, write_folder
+    from saec.artifact import json_bytes, write_file, write_folder, write_tensors
 
     _check_record(record, "the record")
     info = {"tables": record["tables"], "report": record.get("report", {})}
 
     def fill(tmp: Path) -> None:
         write_file(tmp / "tables.json", json_bytes(info))
-        write_file(tmp / "state_dict.safetensors", tensor_bytes(record["state_dict"]))
+        write_tensors(tmp / "state_dict.safetensors", record["state_dict"])
 
     return write_folder(path, STATE_DICT_FORMAT, fill, {"record_version": STATE_DICT_VERSION},
                         overwrite=overwrite, inputs=inputs)

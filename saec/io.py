@@ -28,7 +28,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
-from saec.artifact import json_bytes, read_artifact, tensor_bytes, umask, write_file, write_folder
+from saec.artifact import json_bytes, read_artifact, umask, write_file, write_folder, write_tensors
 from saec.errors import SaecError, SaecTypeError
 
 if TYPE_CHECKING:  # torch is imported where models are written or read, so atomic writes need none of it
@@ -101,7 +101,7 @@ def save_model(path: str | Path, model: nn.Module, vocabs: dict[str, Vocabulary]
     def fill(tmp: Path) -> None:
         write_file(tmp / "model.json", json_bytes(info))
         write_file(tmp / "vocabs.json", json_bytes(vocab_json))
-        write_file(tmp / "tensors.safetensors", tensor_bytes(tensors))
+        write_tensors(tmp / "tensors.safetensors", tensors)
         if onnx is not None:
             write_file(tmp / ONNX_FILES[0], onnx[0])
             write_file(tmp / ONNX_FILES[1], json_bytes(onnx[1]))

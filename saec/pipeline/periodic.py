@@ -45,7 +45,7 @@ import torch
 from torch import nn
 
 from saec import __version__
-from saec.artifact import canonical, json_bytes, read_artifact, recognise, sha256, tensor_bytes, write_file, write_folder
+from saec.artifact import canonical, json_bytes, read_artifact, recognise, sha256, write_file, write_folder, write_tensors
 from saec.config import check_bool, check_choice, check_int
 from saec.data.segments import SegmentSource, as_source
 from saec.errors import SaecError, SaecFileExistsError
@@ -324,7 +324,7 @@ class PeriodicRun:
 
         def fill(tmp: Path) -> None:
             write_file(tmp / "state.json", json_bytes(_plain(state)))
-            write_file(tmp / "tensors.safetensors", tensor_bytes(tensors))
+            write_tensors(tmp / "tensors.safetensors", tensors)
 
         folder = self.out / CHECKPOINTS
         write_folder(folder / f"{h:06d}", CHECKPOINT_KIND, fill, {"segment": h - 1}, overwrite=True)
