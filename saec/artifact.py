@@ -100,6 +100,7 @@ def write_tensors(path: Path, tensors: Mapping[str, Any]) -> None:
     if path.exists():
         raise FileExistsError(path)
     save_file(_storable(tensors), path)
+    os.chmod(path, 0o666 & ~umask())  # safetensors creates it private (0o600)
     with open(path, "rb+") as f:
         os.fsync(f.fileno())
 

@@ -117,6 +117,11 @@ class Predictor:
         from saec.io import load_model
 
         model, vocabs, extra = load_model(folder)
+        for name, v in vocabs.items():  # index every vocabulary now, not at the first request
+            try:
+                v.check()
+            except SaecError as e:
+                raise SaecError(f"{folder}: field {name!r}: {e}") from None
         p = cls(model, vocabs, extra, version, max_records, _read_manifest(folder)["manifest_sha256"])
         p.predict([{n: None for n in p.fields}])  # every field unknown: runs each table once before a request
         return p

@@ -68,3 +68,19 @@ def test_to_arrays_round_trips_integer_values_as_an_array_and_others_in_the_json
     assert list(back.values) == list(v.values) and back.counts.tolist() == v.counts.tolist()
     assert back.pending == v.pending and back.min_count == 2
     assert back.encode(values).tolist() == v.encode(values).tolist()
+
+
+def test_a_read_vocabulary_is_indexed_at_first_use_and_repeats_are_refused_then():
+    values = np.arange(10, 0, -1, dtype=np.int64)
+    meta, arrays = Vocabulary.from_values(values).to_arrays()
+    loaded = Vocabulary.from_arrays(meta, arrays)
+    assert loaded._raw is not None and len(loaded) == 10  # nothing hashed yet
+    again_meta, again = loaded.to_arrays()  # written back without an index
+    assert loaded._raw is not None and again_meta == meta and np.array_equal(again["values"], arrays["values"])
+    assert loaded.encode([3, 99]).tolist() == [7, OOV_ID] and loaded._raw is None
+    arrays["values"][4] = arrays["values"][0]  # a repeated value that checksums would not catch (saec did not write it)
+    bad = Vocabulary.from_arrays(meta, arrays)
+    with pytest.raises(ValueError, match="repeated values, e.g. 10"):
+        bad.check()
+    with pytest.raises(ValueError, match="repeated values"):
+        bad.encode([1])

@@ -35,9 +35,30 @@ class Vocabulary:
 
     def __init__(self, min_count: int = 1) -> None:
         self.min_count = check_int("min_count", min_count, 1)  # True is no count
-        self._index = pd.Index([])
+        self._indexed = pd.Index([])
+        self._raw: Any = None  # values read from a file, not indexed yet (see from_dict)
         self._counts = np.zeros(0, dtype=np.int64)
         self._pending: dict[Any, int] = {}
+
+    @property
+    def _index(self) -> pd.Index:
+        """The values as a hashed index, built (and checked for repeats) at first use after :meth:`from_dict`."""
+        if self._raw is not None:
+            index = pd.Index(self._raw)
+            if not index.is_unique:
+                raise SaecError(f"corrupted vocabulary: repeated values, e.g. "
+                                f"{_plain(index[index.duplicated()][0])!r}")
+            self._indexed, self._raw = index, None
+        return self._indexed
+
+    @_index.setter
+    def _index(self, index: pd.Index) -> None:
+        self._indexed, self._raw = index, None
+
+    def check(self) -> "Vocabulary":
+        """Build the lookup index now (a loaded vocabulary builds it at first use), refusing repeated values."""
+        self._index  # noqa: B018  (the property builds it)
+        return self
 
     # -- building --------------------------------------------------------------------------------
     @classmethod
@@ -108,7 +129,7 @@ class Vocabulary:
         return dict(self._pending)
 
     def __len__(self) -> int:
-        return len(self._index)
+        return len(self._raw) if self._raw is not None else len(self._indexed)
 
     def __contains__(self, value: Any) -> bool:
         return value in self._index
@@ -128,6 +149,9 @@ class Vocabulary:
         integers, the values (int64; ``meta["values"]`` is then ``None``); ``meta`` the rest, JSON-serialisable.
         Millions of integer values are written as one array instead of a JSON list (:meth:`from_arrays`)."""
         arrays = {"counts": np.asarray(self._counts, dtype=np.int64)}
+        if isinstance(self._raw, np.ndarray) and self._raw.dtype == np.int64:  # as read: no index needed to write it
+            return {"min_count": self.min_count, "values": None,
+                    "pending": [[_plain(v), c] for v, c in self._pending.items()]}, {**arrays, "values": self._raw}
         numeric = self._index.dtype.kind == "i" and len(self._index) > 0
         if numeric:
             arrays["values"] = np.asarray(self._index, dtype=np.int64)
@@ -143,13 +167,12 @@ class Vocabulary:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Vocabulary":
-        """Inverse of :meth:`to_dict`."""
+        """Inverse of :meth:`to_dict`. The values are indexed (and checked for repeats, :meth:`check`) at first
+        use, not here: a memory-mapped vocabulary of 10^8 values costs no memory until it is looked up."""
         vocab = cls(min_count=d["min_count"])
         if len(d["values"]) != len(d["counts"]):
             raise SaecError(f"corrupted vocabulary: {len(d['values'])} values but {len(d['counts'])} counts")
-        vocab._index = pd.Index(d["values"])
-        if not vocab._index.is_unique:
-            raise SaecError("corrupted vocabulary: repeated values")
+        vocab._raw = d["values"] if len(d["values"]) else None
         vocab._counts = np.asarray(d["counts"], dtype=np.int64)
         vocab._pending = {v: int(c) for v, c in d.get("pending", [])}
         return vocab
