@@ -435,12 +435,12 @@ def _identity(path: Path) -> tuple[int, int, int]:
 
 
 def read_artifact(folder: str | Path, kinds: str | Iterable[str], what: str = "artifact",
-                  map_over: int | None = None, mappable: Iterable[str] = ()) -> Artifact:
+                  map_over: int | None = None, mappable: Iterable[str] = (), unread: Iterable[str] = ()) -> Artifact:
     """The verified files of the artifact at ``folder``, of one of ``kinds`` (see the module docstring).
 
-    Files named in ``mappable`` of at least ``map_over`` bytes are hashed as they are read, in chunks, and not
-    kept (:attr:`Artifact.mapped`): a reader memory-maps them afterwards, so a table larger than free memory
-    can still be loaded and served."""
+    Files named in ``mappable`` of at least ``map_over`` bytes, and those in ``unread`` whatever their size, are
+    hashed as they are read, in chunks, and not kept (:attr:`Artifact.mapped`): a reader memory-maps them
+    afterwards (so a table larger than free memory can still be loaded and served), or has no use for them."""
     folder = Path(folder)
     kinds = (kinds,) if isinstance(kinds, str) else tuple(kinds)
     if not folder.exists():
@@ -461,9 +461,10 @@ def read_artifact(folder: str | Path, kinds: str | Iterable[str], what: str = "a
         raise SaecError(f"{folder / sorted(listed - present)[0]} is missing (listed in {folder / MANIFEST})")
     data, mapped = {}, {}
     mappable = set(mappable) if map_over is not None else set()
+    unread = set(unread)
     for name, f in sorted(manifest["files"].items()):
         path = folder / name
-        if name in mappable and f["bytes"] >= map_over:
+        if name in unread or (name in mappable and f["bytes"] >= map_over):
             before = _identity(path)
             with open(path, "rb") as fh:
                 digest = hashlib.file_digest(fh, "sha256").hexdigest()

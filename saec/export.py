@@ -14,11 +14,13 @@ and remainder; scale and bias kept in their float16), so the file is as small as
 QR, MEmCom, truncation, low-dimensional, factorized, mixed-dimension and TT tables are exported through their
 own lookups (mixed-dimension and TT rewritten without data-dependent shapes). ``tests/test_export.py`` checks
 every method of :data:`saec.nn.registry.METHODS` against PyTorch in ONNX Runtime
-(:class:`saec.onnx_model.OnnxModel`). A model over protobuf's 2 GiB is refused before anything is exported.
+(:class:`saec.onnx_model.OnnxModel`). A model of more than protobuf's 2 GiB keeps its tensors in ONNX's external
+data (``model.onnx.data``), which ONNX Runtime memory-maps.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +33,8 @@ from saec.nn.quantized import _CODES_PER_BYTE, _SCALE_BIAS, QuantizedEmbedding
 
 OPSET = 18
 LIMIT = 2**31 - 2**24
-"""Most tensor bytes an exported model may hold: protobuf caps one message at 2 GiB (less room for the graph)."""
+"""Most tensor bytes one ONNX file holds (protobuf caps a message at 2 GiB, less room for the graph): a larger
+model keeps its tensors in external data."""
 
 
 class RowwiseDequant(nn.Module):
@@ -211,9 +214,47 @@ def example_ids(model: nn.Module, batch: int = 4, length: int = 3, seed: int = 0
     return out
 
 
-def to_onnx(model: nn.Module) -> tuple[bytes, dict[str, Any]]:
-    """``(ONNX bytes, description)`` of ``model``: the graph of :class:`ExportedModel`, batch size and list
-    lengths dynamic, and what it takes and gives (for ``onnx.json`` beside it, :func:`saec.io.save_model`)."""
+@dataclass
+class OnnxGraph:
+    """An exported model's ONNX graph, ready to be written into a saved model (:func:`saec.io.save_model`):
+    ``model.onnx``, with the tensors in ``model.onnx.data`` beside it when ``external`` (ONNX's external data:
+    protobuf cannot hold over 2 GiB, and ONNX Runtime memory-maps external tensors instead of copying them), and
+    ``description``, what it takes and gives (``onnx.json``)."""
+
+    model: Any  # an onnx_ir.Model
+    description: dict[str, Any]
+    external: bool
+
+    def to_bytes(self) -> bytes:
+        """The graph as one ONNX file (not for an external-data graph)."""
+        if self.external:
+            raise SaecError("this graph keeps its tensors in external data; write it with write()")
+        import onnx_ir as ir
+
+        return ir.to_proto(self.model).SerializeToString()
+
+    def write(self, folder: Path) -> None:
+        """Write ``model.onnx`` (and ``model.onnx.data``) as new files in ``folder``."""
+        import os
+
+        import onnx_ir as ir
+
+        path = folder / ONNX_FILE
+        if path.exists() or (folder / ONNX_DATA).exists():
+            raise FileExistsError(path)
+        ir.save(self.model, path, external_data=ONNX_DATA if self.external else None)
+        for name in (ONNX_FILE, ONNX_DATA) if self.external else (ONNX_FILE,):
+            with open(folder / name, "rb+") as f:
+                os.fsync(f.fileno())
+
+
+ONNX_FILE, ONNX_DATA = "model.onnx", "model.onnx.data"  # (saec.io and saec.onnx_model name them too)
+
+
+def to_onnx(model: nn.Module, external: bool | None = None) -> OnnxGraph:
+    """The graph of :class:`ExportedModel` for ``model``, batch size and list lengths dynamic, and what it takes and
+    gives. ``external``: keep the tensors in ``model.onnx.data`` (None: when they take at least :data:`LIMIT` bytes,
+    which one ONNX file cannot hold)."""
     try:
         import onnx  # torch.onnx's exporter needs onnx and onnxscript
         import onnxscript  # noqa: F401
@@ -226,9 +267,6 @@ def to_onnx(model: nn.Module) -> tuple[bytes, dict[str, Any]]:
     tensors = [*wrapped.rows.parameters(), *wrapped.rows.buffers(),
                *(p for n, p in model.named_parameters() if not n.startswith("embeddings.tables."))]
     size = sum(t.numel() * t.element_size() for t in tensors)
-    if size >= LIMIT:
-        raise SaecError(f"the model's tensors take {size:,} bytes; an ONNX file holds at most {LIMIT:,} (protobuf's "
-                        f"2 GiB); compress it first (e.g. saec compress --method saec)")
     args = tuple(example_ids(model))
     batch = torch.export.Dim("batch", min=1)
     shapes = tuple({0: batch, 1: torch.export.Dim(f"length_{i}", min=1)} if f.multi_valued else {0: batch}
@@ -238,14 +276,14 @@ def to_onnx(model: nn.Module) -> tuple[bytes, dict[str, Any]]:
         warnings.simplefilter("ignore")
         program = torch.onnx.export(wrapped, args, input_names=names, output_names=["probability"],
                                     dynamic_shapes=(shapes,), opset_version=OPSET, dynamo=True, verbose=False)
-    proto = program.model_proto
-    for node in proto.graph.node:  # the exporter records each node's Python stack: not the model's business
-        del node.metadata_props[:]
-        node.doc_string = ""
+    graph = program.model
+    for node in graph.graph.all_nodes():  # the exporter records each node's Python stack: not the model's business
+        node.metadata_props.clear()
+        node.doc_string = None
     description = {
         "opset": OPSET, "output": "probability", "oov_id": -1, "pad_id": PAD_ID,
         "inputs": [{"name": f.name, "dtype": "int64", "shape": ["batch", "length"] if f.multi_valued else ["batch"]}
                    for f in wrapped.fields],
         "torch": torch.__version__, "onnx": onnx.__version__,
     }
-    return proto.SerializeToString(), description
+    return OnnxGraph(graph, description, size >= LIMIT if external is None else bool(external))

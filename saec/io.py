@@ -34,6 +34,8 @@ from saec.errors import SaecError, SaecTypeError
 if TYPE_CHECKING:  # torch is imported where models are written or read, so atomic writes need none of it
     from torch import nn
 
+    from saec.export import OnnxGraph
+
     from saec.data.schema import Schema
     from saec.data.vocab import Vocabulary
 
@@ -41,8 +43,10 @@ FORMAT = "saec-model"
 MODEL_FILES = ("model.json", "tensors.safetensors", "vocabs.json")
 MMAP_BYTES = 256 << 20
 """A saved model's tensors file at least this large is memory-mapped by :func:`load_model`, not read into memory."""
-ONNX_FILES = ("model.onnx", "onnx.json")  # (saec.onnx_model repeats both names: it imports no torch)
+ONNX_FILES = ("model.onnx", "onnx.json")  # (saec.onnx_model repeats the names: it imports no torch)
 """Optional files of a saved model, both or neither: its ONNX graph and what it takes (:mod:`saec.export`)."""
+ONNX_DATA = "model.onnx.data"
+"""The ONNX graph's tensors, beside it when they are too large for one ONNX file (:class:`saec.export.OnnxGraph`)."""
 
 
 def atomic_write(path: str | Path, write: Callable[[Any], None], binary: bool = True) -> Path:
@@ -78,11 +82,11 @@ def write_json(path: str | Path, obj: Any) -> Path:
 
 def save_model(path: str | Path, model: nn.Module, vocabs: dict[str, Vocabulary],
                extra: dict[str, Any] | None = None, *, overwrite: bool = False,
-               inputs: Iterable[str | Path | None] = (), onnx: tuple[bytes, dict[str, Any]] | None = None) -> Path:
+               inputs: Iterable[str | Path | None] = (), onnx: "OnnxGraph | None" = None) -> Path:
     """Write a trained CTR model (built by :func:`saec.models.build_model`) with its vocabularies as the
     artifact folder ``path``; an existing one is replaced only with ``overwrite`` and only if saec wrote it
     (:func:`saec.artifact.check_output`), never when it overlaps one of ``inputs``. ``onnx``: the model's
-    ONNX graph and its description (:func:`saec.export.to_onnx`), kept beside it as :data:`ONNX_FILES`."""
+    ONNX graph (:func:`saec.export.to_onnx`), kept beside it as :data:`ONNX_FILES` (and :data:`ONNX_DATA`)."""
     from torch import nn
 
     schema = model.embeddings.schema
@@ -103,8 +107,8 @@ def save_model(path: str | Path, model: nn.Module, vocabs: dict[str, Vocabulary]
         write_file(tmp / "vocabs.json", json_bytes(vocab_json))
         write_tensors(tmp / "tensors.safetensors", tensors)
         if onnx is not None:
-            write_file(tmp / ONNX_FILES[0], onnx[0])
-            write_file(tmp / ONNX_FILES[1], json_bytes(onnx[1]))
+            onnx.write(tmp)
+            write_file(tmp / ONNX_FILES[1], json_bytes(onnx.description))
 
     return write_folder(path, FORMAT, fill, overwrite=overwrite, inputs=inputs)
 
@@ -202,6 +206,13 @@ def _field(path: Path, d: Any, key: str, types: type | tuple[type, ...]) -> Any:
     return d[key]
 
 
+def need_onnx(art: Any, files: tuple[str, ...]) -> None:
+    """The artifact ``art`` must hold exactly ``files`` and, if any of them, :data:`ONNX_FILES`, with
+    :data:`ONNX_DATA` only beside them."""
+    onnx = any(n in art.names for n in ONNX_FILES + (ONNX_DATA,))
+    art.need(files + (ONNX_FILES if onnx else ()) + ((ONNX_DATA,) if ONNX_DATA in art.names else ()))
+
+
 def load_model(path: str | Path, mmap_bytes: int | None = MMAP_BYTES
                ) -> tuple["nn.Module", dict[str, "Vocabulary"], dict[str, Any]]:
     """Read a model folder written by :func:`save_model`: ``(model, vocabs, extra)``; every file is verified
@@ -214,8 +225,9 @@ def load_model(path: str | Path, mmap_bytes: int | None = MMAP_BYTES
     from saec.data.schema import Schema
     from saec.models import build_model  # models import io-free modules only; keep io importable alone
 
-    art = read_artifact(path, FORMAT, "saved model", map_over=mmap_bytes, mappable=["tensors.safetensors"])
-    art.need(MODEL_FILES + (ONNX_FILES if any(n in art.names for n in ONNX_FILES) else ()))
+    art = read_artifact(path, FORMAT, "saved model", map_over=mmap_bytes, mappable=["tensors.safetensors"],
+                        unread=[ONNX_FILES[0], ONNX_DATA])
+    need_onnx(art, MODEL_FILES)
     mapped = "tensors.safetensors" in art.mapped
     path, mpath, vpath, tpath = art.folder, *(art.path(n) for n in MODEL_FILES)
     info = art.json("model.json")

@@ -53,6 +53,14 @@ def write_exported_model(folder, seed):
     return save_model(folder, small, VOCABS, {"seed": "same"}, onnx=to_onnx(small))
 
 
+def write_exported_external(folder, seed):
+    """The same with the graph's tensors in ONNX external data (model.onnx.data), as a model over 2 GiB has them."""
+    from saec.export import to_onnx
+
+    small, _ = compress(_model(seed), "saec_int8", k=10, eligibility=10, min_rows=100)
+    return save_model(folder, small, VOCABS, {"seed": "same"}, onnx=to_onnx(small, external=True))
+
+
 def _fingerprint_exported(folder):
     from saec.onnx_model import OnnxModel
 
@@ -96,6 +104,7 @@ KINDS = {
     "model": (write_model, _fingerprint_model),
     "compressed model": (write_compressed_model, _fingerprint_model),
     "exported model": (write_exported_model, _fingerprint_exported),
+    "exported model, external data": (write_exported_external, _fingerprint_exported),
     "dump": (write_dump, _fingerprint_dump),
     "state-dict record": (write_record, _fingerprint_record),
 }

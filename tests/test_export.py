@@ -79,7 +79,7 @@ def test_deepfm_exports_too(tmp_path):
                                           ("fp16", np.float16)])
 def test_compressed_tables_stay_compressed_in_the_graph(method, dtype):
     model = model_with(method)
-    proto = onnx.load_from_string(to_onnx(model)[0])
+    proto = onnx.load_from_string(to_onnx(model).to_bytes())
     inits = {i.name: onnx.numpy_helper.to_array(i) for i in proto.graph.initializer}
     shapes = [(a.dtype, a.shape) for a in inits.values()]
     # the user table's rows are there in their compressed type, and no float32 copy of the whole table
@@ -102,6 +102,31 @@ def test_the_onnx_file_is_checked_like_every_other(tmp_path):
     plain = save_model(tmp_path / "plain", model, vocabs_for(model))
     with pytest.raises(SaecError, match="holds no model.onnx; write one with saec export"):
         OnnxModel(plain)
+
+
+def test_external_data_runs_the_same_and_is_checked_like_every_other_file(tmp_path):
+    model = model_with("int8")
+    folder = save_model(tmp_path / "m", model, vocabs_for(model), onnx=to_onnx(model, external=True))
+    data = folder / "model.onnx.data"
+    graph = onnx.load(str(folder / "model.onnx"), load_external_data=False)  # the tensors are beside the graph
+    assert any(i.data_location == onnx.TensorProto.EXTERNAL for i in graph.graph.initializer)
+    ids = dict(zip(SCHEMA.names, example_ids(model, 9, 2, 4)))
+    with torch.no_grad():
+        want = torch.sigmoid(model(ids)).double().numpy()
+    np.testing.assert_allclose(OnnxModel(folder)({n: x.numpy() for n, x in ids.items()}), want, rtol=0, atol=1e-5)
+    load_model(folder)
+    with pytest.raises(SaecError, match="not a readable|external data"):
+        to_onnx(model, external=True).to_bytes()
+    raw = bytearray(data.read_bytes())
+    raw[len(raw) // 2] ^= 0x01
+    data.write_bytes(bytes(raw))
+    for load in (load_model, OnnxModel):
+        with pytest.raises(SaecError, match="model.onnx.data is damaged or was replaced"):
+            load(folder)
+    data.unlink()
+    for load in (load_model, OnnxModel):
+        with pytest.raises(SaecError, match="model.onnx.data is missing"):
+            load(folder)
 
 
 def test_saec_export_cli_writes_a_verified_artifact_with_its_graph(tmp_path, capsys):
@@ -127,7 +152,7 @@ def test_the_runtime_side_needs_no_torch():
 
     from saec import io, onnx_model
 
-    assert (onnx_model.FORMAT, onnx_model.ONNX_FILES) == (io.FORMAT, io.ONNX_FILES)
+    assert (onnx_model.FORMAT, onnx_model.ONNX_FILES, onnx_model.ONNX_DATA) == (io.FORMAT, io.ONNX_FILES, io.ONNX_DATA)
     code = "import sys, saec.onnx_model, saec.predict; print('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() \
         == "False"
