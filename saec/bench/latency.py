@@ -1,15 +1,24 @@
 """Inference latency and process memory of compressed models, in PyTorch and in ONNX Runtime (issue 11).
 
 The analogue of MEmCom's Table 3 (``../shared/papers/memcom-paper.txt`` §5.3: on-device latency and memory
-of the uncompressed model against the compressed ones). :func:`run` builds, on MovieLens-1M's schema and
-vocabularies, the DSSM once per method (the uncompressed model trained one epoch; Saec, Saec+int8 and int8
-made from it by :func:`saec.compress`; MEmCom and Weinberger hashing, which are trained compressed, built at
-:attr:`LatencyConfig.ratio` times fewer bytes and trained the same epoch), writes each as an artifact with its ONNX graph
-(``saec export --onnx``), and measures each (method, runtime) in a fresh process of its own
-(:func:`worker`): RSS before and after loading the artifact (every checksum verified), then ``calls`` timed
-calls at each batch size on records of the test split, one thread. The ONNX Runtime process imports no torch
-(:mod:`saec.onnx_model`), so its memory is what a torch-free server needs. The raw record keeps every call's
-microseconds; :func:`render` writes the page and plot from it alone.
+of the uncompressed model against the compressed ones). :func:`run` builds a DSSM once per method and writes
+each as an artifact with its ONNX graph (``saec export --onnx``), then measures each (method, runtime) in a
+fresh process of its own (:func:`worker`): RSS (anonymous and file-backed apart) before and after loading the
+artifact (every checksum verified), then ``calls`` timed calls at each batch size, one thread. The ONNX Runtime
+process imports no torch (:mod:`saec.onnx_model`), so its memory is what a torch-free server needs. The raw
+record keeps every call's microseconds; :func:`render` writes the page and plot from it alone.
+
+Two workloads (:attr:`LatencyConfig.dataset`):
+
+* ``movielens-1m``: MovieLens-1M's schema and vocabularies; the uncompressed model trained one epoch; Saec,
+  Saec+int8 and int8 made from it by :func:`saec.compress`; MEmCom and Weinberger hashing, trained compressed,
+  built at :attr:`LatencyConfig.ratio` times fewer bytes and trained the same epoch; calls on test-split records.
+* ``paper``: the synthetic trace's last hour at the Saec paper's scale (:mod:`saec.data.synthetic`, preset
+  ``paper``: 256 fields, 1.24x10^8 features, Saec Table 1), the full tables holding the trace's trained-looking
+  vectors and the MLP as initialised (nothing is trained: latency and memory do not depend on the values); the
+  others made from it as above, MEmCom and hashing left as built. Calls draw every field's ids in proportion to
+  the features' counts at that hour. Artifacts this size load memory-mapped (:data:`saec.io.MMAP_BYTES`), and
+  graphs over 2 GiB keep their tensors in ONNX external data, which ONNX Runtime maps.
 """
 
 from __future__ import annotations
@@ -23,9 +32,11 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
+
+from saec.errors import SaecError
 
 METHODS = ("full", "saec", "saec_int8", "int8", "memcom", "hashing")
 RUNTIMES = ("torch", "onnxruntime")
@@ -38,9 +49,9 @@ class LatencyConfig:
     when it has at least ``eligibility * k`` rows: 10 as in the README's MovieLens examples, since MovieLens-1M's
     largest field has 6,040 rows); ``ratio``: MEmCom's and hashing's large tables are that many times smaller
     than full ones in bytes (MEmCom keeps a float per feature, so it cannot reach Saec's one byte per feature);
-    the DSSM's ``hidden`` widths."""
+    the DSSM's ``hidden`` widths; ``features``: the ``paper`` trace's size, if not the paper's."""
 
-    dataset: str = "movielens-1m"
+    dataset: str = "movielens-1m"  # or "paper" (module docstring)
     methods: tuple[str, ...] = METHODS
     batches: tuple[int, ...] = (1, 256)
     calls: int = 400
@@ -51,14 +62,24 @@ class LatencyConfig:
     ratio: float = 4.0
     hidden: tuple[int, ...] = (256, 128)
     seed: int = 0
+    features: int | None = None  # "paper" only: the trace's final_features instead of the preset's 1.24e8
 
 
 def _rss_mib() -> float:
+    return _memory()["rss"]
+
+
+def _memory() -> dict[str, float]:
+    """The process's resident memory in MiB: all of it, and its anonymous and file-backed parts (the pages of
+    memory-mapped files, which the kernel can drop and read again)."""
+    keys = {"VmRSS:": "rss", "RssAnon:": "anon", "RssFile:": "file"}
+    out = {v: float("nan") for v in keys.values()}
     with open("/proc/self/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
+            key = line.split(None, 1)[0]
+            if key in keys:
+                out[keys[key]] = int(line.split()[1]) / 1024
+    return out
 
 
 def worker(runtime: str, folder: str, ids_file: str, calls: int, warmup: int, threads: int) -> dict[str, Any]:
@@ -69,6 +90,7 @@ def worker(runtime: str, folder: str, ids_file: str, calls: int, warmup: int, th
     batches = sorted({int(k.split("/")[0]) for k in arrays})
     feeds = {b: [{k.split("/")[1]: v[i] for k, v in arrays.items() if k.startswith(f"{b}/")}
                  for i in range(calls + warmup)] for b in batches}
+    fed = _rss_mib()
     if runtime == "torch":
         import torch
 
@@ -78,7 +100,7 @@ def worker(runtime: str, folder: str, ids_file: str, calls: int, warmup: int, th
         from saec.io import load_model
 
         feeds = {b: [{n: torch.from_numpy(x) for n, x in f.items()} for f in fs] for b, fs in feeds.items()}
-        imported = _rss_mib()
+        imported_mem = _memory()
         start = time.perf_counter()
         model, _, _ = load_model(folder)
         model.eval()
@@ -91,11 +113,12 @@ def worker(runtime: str, folder: str, ids_file: str, calls: int, warmup: int, th
 
         from saec.onnx_model import OnnxModel
 
-        imported = _rss_mib()
+        imported_mem = _memory()
         start = time.perf_counter()
         call = OnnxModel(folder, threads=threads)
     load_s = time.perf_counter() - start
-    loaded = _rss_mib()
+    loaded_mem = _memory()
+    loaded = loaded_mem["rss"]
     times = {}
     for b in batches:
         for x in feeds[b][:warmup]:
@@ -106,8 +129,10 @@ def worker(runtime: str, folder: str, ids_file: str, calls: int, warmup: int, th
             call(x)
             us.append((time.perf_counter_ns() - t) / 1e3)
         times[str(b)] = us
-    return {"runtime": runtime, "rss_start_mib": before, "rss_imported_mib": imported, "rss_loaded_mib": loaded,
-            "rss_end_mib": _rss_mib(), "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    end_mem = _memory()
+    return {"runtime": runtime, "rss_start_mib": before, "rss_fed_mib": fed, "rss_imported_mib": imported_mem["rss"], "rss_loaded_mib": loaded,
+            "rss_end_mib": end_mem["rss"], "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "memory_mib": {"imported": imported_mem, "loaded": loaded_mem, "end": end_mem},
             "load_s": load_s, "times_us": times, "torch_imported": "torch" in sys.modules}
 
 
@@ -118,11 +143,18 @@ def _train(model: Any, task: Any, seed: int) -> None:
     model.eval()
 
 
-def build_models(cfg: LatencyConfig) -> tuple[Any, dict[str, Any]]:
-    """MovieLens task and ``{method: model}`` as described in the module docstring."""
+def _compressed(cfg: LatencyConfig, full: Any, counts: dict[str, Any], method: str) -> Any:
+    import saec
+
+    hyper = {"k": cfg.k, "eligibility": cfg.eligibility} if method.startswith("saec") else {}
+    return saec.compress(full, method, counts=counts, **hyper)[0]
+
+
+def movielens_workload(cfg: LatencyConfig) -> tuple[dict[str, Any], Any, Iterator[tuple[str, Any]]]:
+    """``(vocabs, draw, models)`` on MovieLens (module docstring): ``draw(rng, n, batch)`` gives ``n`` batches of
+    test-split ids per field, ``models`` yields ``(method, model)`` one at a time."""
     import torch
 
-    import saec
     from saec.data.movielens import movielens_ctr
     from saec.models import build_compressed_model, build_model
 
@@ -132,44 +164,105 @@ def build_models(cfg: LatencyConfig) -> tuple[Any, dict[str, Any]]:
     full = build_model("dssm", task.schema, sizes, hidden=cfg.hidden, seed=cfg.seed)
     _train(full, task, cfg.seed)
     counts = {f"embeddings.tables.{n}": v.counts for n, v in task.vocabs.items()}
-    models: dict[str, Any] = {"full": full}
-    for method in ("saec", "saec_int8", "int8"):
-        if method in cfg.methods:
-            hyper = {"k": cfg.k, "eligibility": cfg.eligibility} if method.startswith("saec") else {}
-            models[method], _ = saec.compress(full, method, counts=counts, **hyper)
-    for method in ("memcom", "hashing"):
-        if method in cfg.methods:
-            m = build_compressed_model("dssm", task.schema, task.vocabs, method, ratio=cfg.ratio,
-                                       budget="bytes", hidden=cfg.hidden, seed=cfg.seed)
-            _train(m, task, cfg.seed)
-            models[method] = m
-    return task, {m: models[m] for m in cfg.methods}
+
+    def draw(rng: np.random.Generator, n: int, batch: int) -> dict[str, np.ndarray]:
+        rows = rng.integers(0, len(task.test), (n, batch))
+        return {name: np.ascontiguousarray(ids[rows]) for name, ids in task.test.ids.items()}
+
+    def models() -> Iterator[tuple[str, Any]]:
+        for method in cfg.methods:
+            if method == "full":
+                yield method, full
+            elif method in ("memcom", "hashing"):
+                m = build_compressed_model("dssm", task.schema, task.vocabs, method, ratio=cfg.ratio,
+                                           budget="bytes", hidden=cfg.hidden, seed=cfg.seed)
+                _train(m, task, cfg.seed)
+                yield method, m
+            else:
+                yield method, _compressed(cfg, full, counts, method)
+
+    return task.vocabs, draw, models()
+
+
+def paper_workload(cfg: LatencyConfig) -> tuple[dict[str, Any], Any, Iterator[tuple[str, Any]]]:
+    """:func:`movielens_workload` on the synthetic trace's last hour at the paper's scale (module docstring)."""
+    import torch
+    from torch import nn
+
+    from saec.data.synthetic import SyntheticTrace, TraceConfig
+    from saec.data.vocab import Vocabulary
+    from saec.models import build_compressed_model, build_model
+
+    torch.manual_seed(cfg.seed)
+    trace = SyntheticTrace(TraceConfig.preset("paper", seed=cfg.seed,
+                                              **({"final_features": cfg.features} if cfg.features else {})))
+    hour = trace.config.hours - 1
+    sizes = {n: int(trace.universe(hour)[f]) for f, n in enumerate(trace.names)}
+    counts = {n: trace.field_counts(hour, f) for f, n in enumerate(trace.names)}
+    vocabs = {n: Vocabulary.from_arrays({"min_count": 1, "values": None, "pending": []},
+                                        {"values": trace.raw_ids(f, np.arange(sizes[n])), "counts": counts[n]})
+              for f, n in enumerate(trace.names)}
+    cumulative = {n: np.cumsum(c + 1) for n, c in counts.items()}  # +1: a feature of count 0 is drawn rarely, not never
+
+    def draw(rng: np.random.Generator, n: int, batch: int) -> dict[str, np.ndarray]:
+        return {name: np.searchsorted(cum, rng.integers(0, cum[-1], (n, batch)), side="right").astype(np.int64)
+                for name, cum in cumulative.items()}
+
+    def full_model() -> Any:
+        tables = {n: nn.Embedding(sizes[n], int(trace.dims[f]), sparse=True,
+                                  _weight=torch.from_numpy(trace.field_vectors(f, 0, sizes[n])))
+                  for f, n in enumerate(trace.names)}
+        return build_model("dssm", trace.schema, sizes, hidden=cfg.hidden, seed=cfg.seed, tables=tables).eval()
+
+    def models() -> Iterator[tuple[str, Any]]:
+        full = full_model() if any(m not in ("memcom", "hashing") for m in cfg.methods) else None
+        by_path = {f"embeddings.tables.{n}": c for n, c in counts.items()}
+        for method in cfg.methods:
+            if method == "full":
+                yield method, full
+            elif method in ("memcom", "hashing"):
+                yield method, build_compressed_model("dssm", trace.schema, vocabs, method, ratio=cfg.ratio,
+                                                     budget="bytes", hidden=cfg.hidden, seed=cfg.seed).eval()
+            else:
+                yield method, _compressed(cfg, full, by_path, method)
+
+    return vocabs, draw, models()
+
+
+WORKLOADS = {"movielens-1m": movielens_workload, "movielens-100k": movielens_workload, "paper": paper_workload}
 
 
 def run(cfg: LatencyConfig, command: list[str], progress: bool = True) -> dict[str, Any]:
-    """Measure every (method, runtime); the raw record as plain data."""
-    from saec.bench.report import environment
+    """Measure every (method, runtime); the raw record as plain data. Each model is written, measured and
+    deleted before the next is built, so the largest artifact alone sets the disk and memory needed."""
+    import shutil
+
+    from saec.bench.report import environment, peak_rss_mib
     from saec.export import to_onnx
     from saec.io import save_model
 
+    if cfg.dataset not in WORKLOADS:
+        raise SaecError(f"dataset {cfg.dataset!r}: the latency benchmark runs on {sorted(WORKLOADS)}")
     start = time.perf_counter()
     record: dict[str, Any] = {"command": command, "config": asdict(cfg), "environment": environment(),
                               "load_before": os.getloadavg()[0], "models": []}
-    task, models = build_models(cfg)
+    vocabs, draw, models = WORKLOADS[cfg.dataset](cfg)
+    record["workload"] = {"fields": len(vocabs), "features": int(sum(len(v) for v in vocabs.values()))}
     rng = np.random.default_rng(cfg.seed)
     with tempfile.TemporaryDirectory(prefix="saec-latency-") as tmp:
         ids_file = Path(tmp) / "ids.npz"
-        arrays = {}
-        for b in cfg.batches:
-            rows = rng.integers(0, len(task.test), (cfg.calls + cfg.warmup, b))
-            for name, ids in task.test.ids.items():
-                arrays[f"{b}/{name}"] = np.ascontiguousarray(ids[rows])
+        arrays = {f"{b}/{name}": ids for b in cfg.batches
+                  for name, ids in draw(rng, cfg.calls + cfg.warmup, b).items()}
         np.savez(ids_file, **arrays)
-        for method, model in models.items():
-            folder = save_model(Path(tmp) / method, model, task.vocabs, onnx=to_onnx(model))
+        del arrays
+        for method, model in models:
+            t = time.perf_counter()
+            table_bytes = int(sum(model.embeddings.table_bytes().values()))
+            folder = save_model(Path(tmp) / method, model, vocabs, onnx=to_onnx(model))
+            del model
             files = {p.name: p.stat().st_size for p in folder.iterdir()}
-            entry = {"method": method, "table_bytes": int(sum(model.embeddings.table_bytes().values())),
-                     "files": files, "runs": []}
+            entry = {"method": method, "table_bytes": table_bytes, "files": files, "build_s": time.perf_counter() - t,
+                     "runs": []}
             for runtime in RUNTIMES:
                 out = subprocess.run([sys.executable, "-m", "saec.bench.latency", runtime, str(folder), str(ids_file),
                                       str(cfg.calls), str(cfg.warmup), str(cfg.threads)],
@@ -182,10 +275,9 @@ def run(cfg: LatencyConfig, command: list[str], progress: bool = True) -> dict[s
                           + ", ".join(f"b{b} p50 {np.percentile(t, 50):.0f} us" for b, t in r["times_us"].items()),
                           flush=True)
             record["models"].append(entry)
+            shutil.rmtree(folder)
     record["wall_s"] = time.perf_counter() - start
     record["load_after"] = os.getloadavg()[0]
-    from saec.bench.report import peak_rss_mib
-
     record["peak_rss_mib"] = peak_rss_mib()
     return record
 
@@ -220,24 +312,30 @@ def render(record: dict[str, Any], md_path: str | Path, png_path: str | Path) ->
                   f"analogue)", record["command"], env)
     batches = [str(b) for b in cfg["batches"]]
     full = next((m for m in record["models"] if m["method"] == "full"), None)
-    text += (
-        f"\nThe DSSM (MLP {tuple(cfg['hidden'])}) on {cfg['dataset']}'s fields and vocabularies: uncompressed "
-        f"(trained one epoch), Saec (k={cfg['k']}, eligibility {cfg['eligibility']:g}), Saec + int8 and int8 (from it, `saec.compress`), MEmCom and "
-        f"Weinberger hashing (trained compressed one epoch, their large tables {cfg['ratio']:g}x smaller than full "
-        f"ones in bytes: MEmCom keeps a float per feature, so it cannot reach Saec's byte per feature). Each is "
-        f"written as an artifact with its ONNX graph (`saec export --onnx`) and measured in a fresh process per "
+    text += "\n" + _workload_text(record) + (
+        f" Each is written as an artifact with its ONNX graph (`saec export --onnx`) and measured in a fresh process per "
         f"runtime, {cfg['threads']} thread: **memory** is the process's RSS after loading the artifact (every "
         f"checksum verified) minus its RSS after importing the runtime and saec's loader (so it holds the model and "
-        f"whatever the runtime allocates for it, e.g. ONNX Runtime's session and arena); **latency** is {cfg['calls']} timed calls "
-        f"per batch size after {cfg['warmup']} untimed ones, on records drawn from the test split (already encoded "
-        f"ids: the vocabulary lookup of `saec serve` is not in it), PyTorch under `torch.inference_mode()` with "
-        f"the model's own lookups, ONNX Runtime on the exported graph (the ONNX process imports no torch).\n\n")
-    rows = [["method", "tables", "model.onnx", "runtime", "memory (MiB)", "process RSS (MiB)",
-             *[f"batch {b}: p50 / p99 (µs)" for b in batches], "load (s)"]]
+        f"whatever the runtime allocates for it, e.g. ONNX Runtime's session and arena), split into anonymous "
+        f"memory and the file-backed pages of memory-mapped files (which the kernel drops and reads again as it "
+        f"needs: a mapped table costs disk reads, not memory, when memory is short); `file after calls` is the "
+        f"file-backed part once every timed call is done; **latency** is {cfg['calls']} timed calls "
+        f"per batch size after {cfg['warmup']} untimed ones on already encoded ids (the vocabulary lookup of "
+        f"`saec serve` is not in it), PyTorch under `torch.inference_mode()` with "
+        f"the model's own lookups, ONNX Runtime on the exported graph (the ONNX process imports no torch). The "
+        f"artifact was just written, so its files start in the page cache.\n\n")
+    rows = [["method", "tables", "ONNX files", "runtime", "memory (MiB)", "anon / file (MiB)",
+             "file after calls (MiB)", "process RSS (MiB)", *[f"batch {b}: p50 / p99 (µs)" for b in batches],
+             "load (s)"]]
     for m in record["models"]:
+        onnx_bytes = sum(v for k, v in m["files"].items() if k.startswith("model.onnx"))
         for r in m["runs"]:
-            rows.append([LABELS.get(m["method"], m["method"]), _mib(m["table_bytes"]), _mib(m["files"]["model.onnx"]),
-                         r["runtime"], f"{r['rss_loaded_mib'] - r['rss_imported_mib']:.1f}",
+            mem = r.get("memory_mib")
+            split = (f"{mem['loaded']['anon'] - mem['imported']['anon']:.1f} / "
+                     f"{mem['loaded']['file'] - mem['imported']['file']:.1f}") if mem else "-"
+            after = f"{mem['end']['file'] - mem['imported']['file']:.1f}" if mem else "-"
+            rows.append([LABELS.get(m["method"], m["method"]), _mib(m["table_bytes"]), _mib(onnx_bytes),
+                         r["runtime"], f"{r['rss_loaded_mib'] - r['rss_imported_mib']:.1f}", split, after,
                          f"{r['rss_loaded_mib']:.0f}",
                          *[f"{np.percentile(r['times_us'][b], 50):,.0f} / {np.percentile(r['times_us'][b], 99):,.0f}"
                            for b in batches], f"{r['load_s']:.2f}"])
@@ -265,6 +363,30 @@ def render(record: dict[str, Any], md_path: str | Path, png_path: str | Path) ->
     write_text(md_path, text)
 
 
+def _workload_text(record: dict[str, Any]) -> str:
+    cfg = record["config"]
+    saec = (f"Saec (k={cfg['k']}, eligibility {cfg['eligibility']:g}: fields of at least "
+            f"{cfg['eligibility'] * cfg['k']:,.0f} rows clustered), Saec + int8 and int8 (from it, `saec.compress`)")
+    others = (f"MEmCom and Weinberger hashing (their large tables {cfg['ratio']:g}x smaller than full ones in bytes: "
+              f"MEmCom keeps a float per feature, so it cannot reach Saec's byte per feature)")
+    if cfg["dataset"] != "paper":
+        return (f"The DSSM (MLP {tuple(cfg['hidden'])}) on {cfg['dataset']}'s fields and vocabularies: uncompressed "
+                f"(trained one epoch), {saec}, {others}, trained compressed one epoch. Calls take records drawn from "
+                f"the test split.")
+    w = record["workload"]
+    full = next((m for m in record["models"] if m["method"] == "full"), None)
+    size = f", {full['table_bytes'] / 2**30:.2f} GiB of float32 tables" if full else ""
+    return (f"The DSSM (MLP {tuple(cfg['hidden'])}) on the synthetic trace's last hour at the Saec paper's scale "
+            f"(`saec.data.synthetic`, preset `paper`: {w['fields']} fields, {w['features']:,} features{size}; Saec "
+            f"Table 1 has 1.24e8): the uncompressed tables hold the trace's trained-looking vectors and the MLP is as "
+            f"initialised (nothing is trained: latency and memory do not depend on the values), {saec}, {others}, "
+            f"as built. Every vocabulary (raw id -> row) is in the artifact, memory-mapped and not looked up here. "
+            f"Calls draw each field's ids in proportion to the features' counts at that hour (heavy-tailed: most "
+            f"lookups hit the frequent rows). Tensor files of at least 256 MiB load memory-mapped in PyTorch "
+            f"(`saec.io.MMAP_BYTES`), and ONNX graphs over 2 GiB keep their tensors in external data, which ONNX "
+            f"Runtime maps.")
+
+
 def _findings(record: dict[str, Any], full: dict[str, Any] | None, batches: list[str]) -> str:
     def run_of(m: dict[str, Any], runtime: str) -> dict[str, Any]:
         return next(r for r in m["runs"] if r["runtime"] == runtime)
@@ -279,24 +401,34 @@ def _findings(record: dict[str, Any], full: dict[str, Any] | None, batches: list
         lines.append(f"- Batch {b}: ONNX Runtime's median call is faster than PyTorch's for {len(faster)} of "
                      f"{len(record['models'])} models (PyTorch / ONNX Runtime: {min(ratios):.2f}x to "
                      f"{max(ratios):.2f}x).")
+    def added(r: dict[str, Any]) -> str:
+        total = f"{r['rss_loaded_mib'] - r['rss_imported_mib']:.1f}"
+        mem = r.get("memory_mib")
+        if not mem:
+            return total
+        return (f"{total} ({mem['loaded']['anon'] - mem['imported']['anon']:.1f} anonymous, "
+                f"{mem['loaded']['file'] - mem['imported']['file']:.1f} file-backed)")
+
     if full is not None:
         for runtime in RUNTIMES:
-            base = run_of(full, runtime)
-            base_mem = base["rss_loaded_mib"] - base["rss_imported_mib"]
-            parts = []
-            for m in record["models"]:
-                if m is full:
-                    continue
-                r = run_of(m, runtime)
-                parts.append(f"{LABELS.get(m['method'], m['method'])} {r['rss_loaded_mib'] - r['rss_imported_mib']:.1f}")
-            lines.append(f"- Memory in {runtime}: the uncompressed model adds {base_mem:.1f} MiB to the process; "
-                         + ", ".join(parts) + " MiB.")
+            parts = [f"{LABELS.get(m['method'], m['method'])} {added(run_of(m, runtime))}"
+                     for m in record["models"] if m is not full]
+            lines.append(f"- Memory in {runtime} (MiB): the uncompressed model adds {added(run_of(full, runtime))}; "
+                         + ", ".join(parts) + ".")
     onnx_rss = [run_of(m, "onnxruntime")["rss_loaded_mib"] for m in record["models"]]
     torch_rss = [run_of(m, "torch")["rss_loaded_mib"] for m in record["models"]]
+    def imported(r: dict[str, Any]) -> float:  # the runtime and saec's loader, the ids already read
+        return r["rss_imported_mib"] - r.get("rss_fed_mib", r["rss_start_mib"])
+
+    parts = []
+    for rt in RUNTIMES:
+        cost = min(imported(run_of(m, rt)) for m in record["models"])
+        largest = max(run_of(m, rt)["rss_loaded_mib"] - run_of(m, rt)["rss_imported_mib"] for m in record["models"])
+        parts.append(f"importing {rt} (and saec's loader) takes {cost:.0f} MiB and the largest model adds "
+                     f"{largest:.0f} MiB ({'less' if largest < cost else 'more'} than the runtime)")
     lines.append(f"- Whole process: {min(onnx_rss):.0f}-{max(onnx_rss):.0f} MiB with ONNX Runtime (no torch "
                  f"imported: {not any(run_of(m, 'onnxruntime')['torch_imported'] for m in record['models'])}), "
-                 f"{min(torch_rss):.0f}-{max(torch_rss):.0f} MiB with PyTorch: on a device, the runtime outweighs "
-                 f"every model here.")
+                 f"{min(torch_rss):.0f}-{max(torch_rss):.0f} MiB with PyTorch; " + "; ".join(parts) + ".")
     return "\n".join(lines) + "\n"
 
 
