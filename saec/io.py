@@ -4,7 +4,8 @@ A saved model is an artifact folder (:mod:`saec.artifact`: a ``manifest.json`` w
 file, written under a temporary name and renamed into place) holding
 
 * ``tensors.safetensors``: the ``state_dict`` (keys ``state_dict/KEY``), each field's vocabulary counts
-  (``vocab_counts/FIELD``, int64) and integer values (``vocab_values/FIELD``, int64);
+  (``vocab_counts/FIELD``, int64) and integer values (``vocab_values/FIELD``, int64), for a large integer
+  vocabulary also sorted with their ids (``vocab_sorted/FIELD``, ``vocab_order/FIELD``: looked up memory-mapped);
 * ``model.json``: the :func:`saec.models.build_model` configuration, the schema, ``extra``, and for every
   field whose table is not the default ``nn.Embedding`` what rebuilds it before the weights are loaded:
   ``{"kind": "method", "method", "features", "config"}`` for a table of any method in
@@ -113,6 +114,11 @@ def save_model(path: str | Path, model: nn.Module, vocabs: dict[str, Vocabulary]
     return write_folder(path, FORMAT, fill, overwrite=overwrite, inputs=inputs)
 
 
+VOCAB_LOOKUP = ("sorted", "order")
+"""The tensors ``vocab_sorted/FIELD`` and ``vocab_order/FIELD`` of a large integer vocabulary: its values sorted
+and their ids (:data:`saec.data.vocab.SORTED_LOOKUP`)."""
+
+
 def vocab_parts(vocabs: dict[str, "Vocabulary"]) -> tuple[dict[str, Any], dict[str, Any]]:
     """The vocabularies as ``(json, tensors)`` for an artifact: per field the JSON part of
     :meth:`~saec.data.vocab.Vocabulary.to_arrays`, and the tensors ``vocab_counts/FIELD`` and, for integer
@@ -135,9 +141,12 @@ def read_vocabs(where: Path, tpath: Path, meta: Any, tensors: dict[str, Any],
 
     from saec.data.vocab import Vocabulary
 
-    counts = {k[len("vocab_counts/"):]: v for k, v in tensors.items() if k.startswith("vocab_counts/")}
-    values = {k[len("vocab_values/"):]: v for k, v in tensors.items() if k.startswith("vocab_values/")}
-    if not isinstance(meta, dict) or set(meta) != set(sizes) or set(counts) != set(sizes) or set(values) - set(sizes):
+    def part(key: str) -> dict[str, Any]:
+        return {k[len(f"vocab_{key}/"):]: v for k, v in tensors.items() if k.startswith(f"vocab_{key}/")}
+
+    counts, values, lookups = part("counts"), part("values"), {key: part(key) for key in VOCAB_LOOKUP}
+    if (not isinstance(meta, dict) or set(meta) != set(sizes) or set(counts) != set(sizes) or set(values) - set(sizes)
+            or any(set(d) - set(values) for d in lookups.values())):
         raise SaecError(f"{where}: vocabularies {sorted(meta) if isinstance(meta, dict) else meta!r:.100} and counts "
                         f"{sorted(counts)} do not match the fields {sorted(sizes)}")
     vocabs = {}
@@ -157,6 +166,11 @@ def read_vocabs(where: Path, tpath: Path, meta: Any, tensors: dict[str, Any],
             raise SaecError(f"{where}: field {n!r} has {n_values} values and {len(c)} counts, but its table "
                             f"{sizes[n]} rows")
         arrays = {"counts": c.numpy(), **({"values": vt.numpy()} if vt is not None else {})}
+        for key, got in lookups.items():
+            if n in got:
+                if got[n].dtype != torch.int64 or got[n].dim() != 1:
+                    raise SaecError(f"{tpath}: vocab_{key}/{n} is {got[n].dtype} {tuple(got[n].shape)}; expected int64")
+                arrays[key] = got[n].numpy()
         try:
             vocabs[n] = Vocabulary.from_arrays(d, arrays)
         except (KeyError, TypeError, ValueError) as e:
@@ -247,8 +261,9 @@ def load_model(path: str | Path, mmap_bytes: int | None = MMAP_BYTES
                         f"the schema's fields {schema.names}")
     tensors = art.tensors("tensors.safetensors")
     state = {k[len("state_dict/"):]: v for k, v in tensors.items() if k.startswith("state_dict/")}
-    if any(not k.startswith(("state_dict/", "vocab_counts/", "vocab_values/")) for k in tensors):
-        raise SaecError(f"{tpath}: holds tensors other than state_dict/*, vocab_counts/* and vocab_values/*")
+    prefixes = ("state_dict/", *(f"vocab_{k}/" for k in ("counts", "values", *VOCAB_LOOKUP)))
+    if any(not k.startswith(prefixes) for k in tensors):
+        raise SaecError(f"{tpath}: holds tensors other than {', '.join(p + '*' for p in prefixes)}")
     vocabs = read_vocabs(vpath, tpath, art.json("vocabs.json"), tensors, sizes)
     # non-default fields are rebuilt first and handed to the model, so no full table is allocated for them
     # (a compressed 1e8-feature field would otherwise cost its float32 table just to be thrown away)

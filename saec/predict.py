@@ -102,7 +102,7 @@ class Predictor:
         self.schema = self.model.embeddings.schema
         self.fields = {f.name: f for f in self.schema.fields}
         # the type every value of a field must have, from its vocabulary's values (an empty one takes both)
-        self.kinds = {n: _kind(v.values) for n, v in self.vocabs.items()}
+        self.kinds = {n: _kind(v.head(1000)) for n, v in self.vocabs.items()}
 
     @classmethod
     def load(cls, path: str | Path, max_records: int = MAX_RECORDS) -> "Predictor":

@@ -68,3 +68,29 @@ def test_load_page_is_rendered_from_its_record_alone(tmp_path):
     assert "| 1 | 4 | 0 | 2.0 | 2 | 32 |" in page and "| 2 | 4 | 1 |" in page
     assert "1 requests failed: [(2, 503)]" in page and "first new version" in page
     assert "| 1.0 | 0.20 | 2 / 2 |" in page
+
+
+def test_paper_workload_is_the_trace_s_last_hour_with_ids_drawn_by_count():
+    from saec.bench.latency import LatencyConfig, paper_workload
+
+    cfg = LatencyConfig(dataset="paper", features=30_000, methods=("full", "saec", "hashing"), hidden=(8,), k=4,
+                        eligibility=10)
+    vocabs, draw, models = paper_workload(cfg)
+    sizes = {n: len(v) for n, v in vocabs.items()}
+    assert len(sizes) == 256 and abs(sum(sizes.values()) - 30_000) <= 256  # the preset's fields, its final size
+    ids = draw(np.random.default_rng(0), 3, 64)
+    assert all(x.shape == (3, 64) and x.dtype == np.int64 and 0 <= x.min() and x.max() < sizes[n]
+               for n, x in ids.items())
+    big = max(sizes, key=sizes.get)  # drawn by count: the most frequent feature (id 0) comes up most often
+    many = draw(np.random.default_rng(1), 50, 256)[big]
+    assert np.bincount(many.ravel(), minlength=sizes[big]).argmax() == 0
+    got = dict(models)
+    assert list(got) == ["full", "saec", "hashing"]
+    assert got["saec"].embeddings.table_bytes()[big] < got["full"].embeddings.table_bytes()[big]
+    with torch.no_grad():  # the full tables hold the trace's vectors, not a fresh initialisation
+        from saec.data.synthetic import SyntheticTrace, TraceConfig
+
+        trace = SyntheticTrace(TraceConfig.preset("paper", final_features=30_000, seed=0))
+        f = trace.names.index(big)
+        np.testing.assert_array_equal(got["full"].embeddings.tables[big].weight[:5].numpy(),
+                                      trace.field_vectors(f, 0, 5))

@@ -73,6 +73,31 @@ def test_predictions_equal_the_models_own_and_unknown_values_take_the_oov_path(r
     assert p.unknown(p.encode(variants)) == [[first] + [n for n in unknown[0] if n != first]] * 3
 
 
+def test_sorted_vocabularies_serve_the_same_and_damaged_ones_are_refused_before_serving(run2, tmp_path, monkeypatch):
+    import saec.data.vocab as vocab_module
+    from safetensors.torch import load_file, save_file
+
+    from saec.artifact import reseal
+    from saec.io import save_model
+
+    monkeypatch.setattr(vocab_module, "SORTED_LOOKUP", 5)  # every field's vocabulary counts as large
+    model, vocabs, extra = load_model(resolve(run2).folder)
+    folder = save_model(tmp_path / "sorted", model, vocabs, extra)
+    tensors = load_file(folder / "tensors.safetensors")
+    large = [n for n in TRACE.names if len(vocabs[n]) >= 5]
+    assert len(large) > len(TRACE.names) // 2 and {f"vocab_sorted/{n}" for n in large} <= set(tensors)
+    p = Predictor.load(folder)
+    assert all(p.vocabs[n]._sorted is not None for n in large)  # looked up in the arrays, not hashed
+    recs = records(3, 64) + [{**records(3, 1)[0], TRACE.names[0]: v} for v in (None, 10**12, -5)]
+    np.testing.assert_allclose(p.predict(recs), reference(resolve(run2).folder, recs), rtol=0, atol=1e-12)
+    name = large[1]
+    tensors[f"vocab_order/{name}"] = tensors[f"vocab_order/{name}"].flip(0).contiguous()
+    save_file(tensors, folder / "tensors.safetensors")
+    reseal(folder)  # checksums agree: only the consistency check can tell
+    with pytest.raises(ValueError, match=f"field '{name}': corrupted vocabulary: its sorted values do not match"):
+        Predictor.load(folder)
+
+
 def test_every_bad_request_names_the_record_field_and_problem(run2):
     p = Predictor.load(run2, max_records=8)
     good = records(1, 2)

@@ -84,3 +84,35 @@ def test_a_read_vocabulary_is_indexed_at_first_use_and_repeats_are_refused_then(
         bad.check()
     with pytest.raises(ValueError, match="repeated values"):
         bad.encode([1])
+
+
+def test_large_integer_vocabularies_are_looked_up_in_their_sorted_arrays_as_a_hash_index_would(monkeypatch):
+    import saec.data.vocab as vocab_module
+
+    monkeypatch.setattr(vocab_module, "SORTED_LOOKUP", 100)  # "large" for this test
+    rng = np.random.default_rng(0)
+    raw = rng.choice(10**12, size=500, replace=False).astype(np.int64)
+    v = Vocabulary.from_values(np.concatenate([raw, raw[:50]]))
+    meta, arrays = v.to_arrays()
+    assert np.array_equal(arrays["values"][arrays["order"]], arrays["sorted"]) and np.all(np.diff(arrays["sorted"]) > 0)
+    loaded = Vocabulary.from_arrays(meta, arrays).check()
+    probe = np.array([*raw[::7], -5, 10**13, int(raw[3]), None, float(raw[4]), 2.5, "x", np.int32(7)], dtype=object)
+    assert loaded.encode(probe).tolist() == v.encode(probe).tolist()
+    assert loaded.encode(raw).tolist() == v.encode(raw).tolist()
+    assert loaded._raw is not None and len(loaded._indexed) == 0  # looked up without hashing a value
+    assert int(raw[9]) in loaded and -5 not in loaded
+    assert loaded.decode([0, 3, OOV_ID]) == v.decode([0, 3, OOV_ID])
+    again_meta, again = loaded.to_arrays()  # written back as read
+    assert all(np.array_equal(again[k], arrays[k]) for k in arrays) and again_meta == meta
+    small = Vocabulary.from_values(raw[:99]).to_arrays()[1]
+    assert "sorted" not in small and "order" not in small  # below the threshold: the hash index, as before
+    for key, damage in (("sorted", lambda a: a.__setitem__(slice(0, 2), a[1::-1])),  # out of order
+                        ("order", lambda a: a.__setitem__(slice(0, 2), a[1::-1]))):  # ids swapped
+        bad = {k: a.copy() for k, a in arrays.items()}
+        damage(bad[key])
+        with pytest.raises(ValueError, match="corrupted vocabulary: its sorted values"):
+            Vocabulary.from_arrays(meta, bad).check()
+    with pytest.raises(ValueError, match="expected both or neither"):
+        Vocabulary.from_arrays(meta, {k: a for k, a in arrays.items() if k != "order"})
+    loaded.update([int(raw[0]), 123])  # growing it goes back to the hash index
+    assert loaded._sorted is None and loaded.encode([123]).tolist() == [500]

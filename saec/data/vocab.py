@@ -23,6 +23,10 @@ OOV_ID = -1
 """Id of a value the vocabulary does not hold (unseen, or rarer than ``min_count``)."""
 PAD_ID = -2
 """Id that pads a multi-valued field's id list; pooled as absent."""
+SORTED_LOOKUP = 1 << 20
+"""An integer vocabulary of at least this many values is written with its values sorted and their ids
+(:meth:`Vocabulary.to_arrays`: ``sorted``, ``order``); read back, it looks values up by binary search in those
+arrays, which can stay memory-mapped, instead of hashing every value (for 10^8 values, gigabytes of memory)."""
 
 
 class Vocabulary:
@@ -37,6 +41,7 @@ class Vocabulary:
         self.min_count = check_int("min_count", min_count, 1)  # True is no count
         self._indexed = pd.Index([])
         self._raw: Any = None  # values read from a file, not indexed yet (see from_dict)
+        self._lookup: tuple[np.ndarray, np.ndarray] | None = None  # (sorted values, their ids) of _raw, read too
         self._counts = np.zeros(0, dtype=np.int64)
         self._pending: dict[Any, int] = {}
 
@@ -53,11 +58,30 @@ class Vocabulary:
 
     @_index.setter
     def _index(self, index: pd.Index) -> None:
-        self._indexed, self._raw = index, None
+        self._indexed, self._raw, self._lookup = index, None, None
+
+    @property
+    def _sorted(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """(sorted values, their ids) while the vocabulary is as read and came with them, else None."""
+        return self._lookup if self._raw is not None else None
 
     def check(self) -> "Vocabulary":
-        """Build the lookup index now (a loaded vocabulary builds it at first use), refusing repeated values."""
-        self._index  # noqa: B018  (the property builds it)
+        """Make the vocabulary ready to look values up (a loaded one does at first use), refusing repeated
+        values: build its hash index, or, if it came with sorted values, check them against its values in chunks
+        (strictly increasing, and each the value of the id beside it)."""
+        if self._sorted is None:
+            self._index  # noqa: B018  (the property builds it)
+            return self
+        srt, order = self._sorted
+        n, step = len(self._raw), 1 << 22
+        for a in range(0, n, step):
+            b = min(n, a + step)
+            s, o = srt[a:b], order[a:b]
+            if (s[1:] <= s[:-1]).any() or (b < n and srt[b - 1] >= srt[b]):
+                raise SaecError("corrupted vocabulary: its sorted values are not strictly increasing (repeated or "
+                                "out of order)")
+            if o.min() < 0 or o.max() >= n or not np.array_equal(self._raw[o], s):
+                raise SaecError("corrupted vocabulary: its sorted values do not match its values")
         return self
 
     # -- building --------------------------------------------------------------------------------
@@ -99,8 +123,13 @@ class Vocabulary:
     def encode(self, values: Iterable[Any]) -> np.ndarray:
         """Ids (int64) of raw values; :data:`OOV_ID` for values without an id."""
         arr = values if isinstance(values, (pd.Series, pd.Index)) else np.asarray(values)
-        if len(self._index) == 0:
+        if len(self) == 0:
             return np.full(len(arr), OOV_ID, dtype=np.int64)
+        if self._sorted is not None:
+            srt, order = self._sorted
+            x, ok = _as_int64(np.asarray(arr))
+            pos = np.minimum(np.searchsorted(srt, x), len(srt) - 1)
+            return np.where(ok & (srt[pos] == x), order[pos], OOV_ID).astype(np.int64, copy=False)
         return self._index.get_indexer(arr).astype(np.int64, copy=False)
 
     def decode(self, ids: Iterable[int]) -> list[Any]:
@@ -109,7 +138,12 @@ class Vocabulary:
         bad = (ids < OOV_ID) | (ids >= len(self))
         if bad.any():
             raise SaecIndexError(f"ids out of range for a vocabulary of {len(self)}: {ids[bad][:5].tolist()}")
-        return [None if i == OOV_ID else self._index[i] for i in ids]
+        values = self._raw if self._sorted is not None else self._index
+        return [None if i == OOV_ID else _plain(values[i]) for i in ids]
+
+    def head(self, n: int) -> Any:
+        """The values of the first ``n`` ids (an array of the vocabulary's dtype), without indexing a read one."""
+        return self._raw[:n] if isinstance(self._raw, np.ndarray) else self._index[:n]
 
     @property
     def counts(self) -> np.ndarray:
@@ -132,6 +166,8 @@ class Vocabulary:
         return len(self._raw) if self._raw is not None else len(self._indexed)
 
     def __contains__(self, value: Any) -> bool:
+        if self._sorted is not None:
+            return bool(self.encode(np.array([value], dtype=object))[0] != OOV_ID)
         return value in self._index
 
     def __repr__(self) -> str:
@@ -147,14 +183,21 @@ class Vocabulary:
     def to_arrays(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         """The state for files as ``(meta, arrays)``: ``arrays`` holds the counts and, when the values are
         integers, the values (int64; ``meta["values"]`` is then ``None``); ``meta`` the rest, JSON-serialisable.
-        Millions of integer values are written as one array instead of a JSON list (:meth:`from_arrays`)."""
+        Millions of integer values are written as one array instead of a JSON list (:meth:`from_arrays`), and at
+        least :data:`SORTED_LOOKUP` of them also sorted, with their ids (``sorted``, ``order``)."""
         arrays = {"counts": np.asarray(self._counts, dtype=np.int64)}
         if isinstance(self._raw, np.ndarray) and self._raw.dtype == np.int64:  # as read: no index needed to write it
-            return {"min_count": self.min_count, "values": None,
-                    "pending": [[_plain(v), c] for v, c in self._pending.items()]}, {**arrays, "values": self._raw}
-        numeric = self._index.dtype.kind == "i" and len(self._index) > 0
-        if numeric:
-            arrays["values"] = np.asarray(self._index, dtype=np.int64)
+            arrays["values"] = self._raw
+            if self._sorted is not None:
+                arrays["sorted"], arrays["order"] = self._sorted
+            numeric = True
+        else:
+            numeric = self._index.dtype.kind == "i" and len(self._index) > 0
+            if numeric:
+                arrays["values"] = np.asarray(self._index, dtype=np.int64)
+        if numeric and len(arrays["values"]) >= SORTED_LOOKUP and "sorted" not in arrays:
+            arrays["order"] = np.argsort(arrays["values"], kind="stable")
+            arrays["sorted"] = arrays["values"][arrays["order"]]
         meta = {"min_count": self.min_count, "values": None if numeric else [_plain(v) for v in self._index],
                 "pending": [[_plain(v), c] for v, c in self._pending.items()]}
         return meta, arrays
@@ -163,7 +206,16 @@ class Vocabulary:
     def from_arrays(cls, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> "Vocabulary":
         """Inverse of :meth:`to_arrays` (``meta["values"]`` None: the values are ``arrays["values"]``)."""
         values = meta["values"] if meta.get("values") is not None else arrays["values"]
-        return cls.from_dict({**meta, "values": values, "counts": arrays["counts"]})
+        vocab = cls.from_dict({**meta, "values": values, "counts": arrays["counts"]})
+        if ("sorted" in arrays) != ("order" in arrays) or ("sorted" in arrays and (
+                meta.get("values") is not None or len(arrays["sorted"]) != len(values)
+                or len(arrays["order"]) != len(values))):
+            raise SaecError(f"corrupted vocabulary: {len(values)} values, and sorted values and ids "
+                            f"{[len(arrays[k]) if k in arrays else None for k in ('sorted', 'order')]}; expected "
+                            f"both or neither, one per value")
+        if "sorted" in arrays and vocab._raw is not None:
+            vocab._lookup = (arrays["sorted"], arrays["order"])
+        return vocab
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Vocabulary":
@@ -176,6 +228,22 @@ class Vocabulary:
         vocab._counts = np.asarray(d["counts"], dtype=np.int64)
         vocab._pending = {v: int(c) for v, c in d.get("pending", [])}
         return vocab
+
+
+def _as_int64(arr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(x, ok)``: the values of ``arr`` as int64 where they are integers (integral floats included: pandas matches
+    those too), ``ok`` False elsewhere (null, strings, fractions, out of range)."""
+    if arr.dtype.kind == "i":
+        return arr.astype(np.int64, copy=False), np.ones(len(arr), dtype=bool)
+    if arr.dtype.kind == "u":
+        ok = arr <= np.iinfo(np.int64).max
+        return np.where(ok, arr, 0).astype(np.int64), ok
+    items = arr.tolist()
+    ok = np.fromiter(((isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
+                       and float(v).is_integer()
+                       and -2**63 <= v < 2**63) for v in items), dtype=bool, count=len(items))
+    x = np.fromiter((int(v) if k else 0 for v, k in zip(items, ok)), dtype=np.int64, count=len(items))
+    return x, ok
 
 
 def _plain(v: Any) -> Any:
