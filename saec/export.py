@@ -14,8 +14,8 @@ and remainder; scale and bias kept in their float16), so the file is as small as
 QR, MEmCom, truncation, low-dimensional, factorized, mixed-dimension and TT tables are exported through their
 own lookups (mixed-dimension and TT rewritten without data-dependent shapes). ``tests/test_export.py`` checks
 every method of :data:`saec.nn.registry.METHODS` against PyTorch in ONNX Runtime
-(:class:`saec.onnx_model.OnnxModel`). A model of more than protobuf's 2 GiB keeps its tensors in ONNX's external
-data (``model.onnx.data``), which ONNX Runtime memory-maps.
+(:class:`saec.onnx_model.OnnxModel`). A model whose tensors take at least :data:`EXTERNAL_BYTES` (and any over
+protobuf's 2 GiB) keeps them in ONNX's external data (``model.onnx.data``), which ONNX Runtime memory-maps.
 """
 
 from __future__ import annotations
@@ -33,8 +33,10 @@ from saec.nn.quantized import _CODES_PER_BYTE, _SCALE_BIAS, QuantizedEmbedding
 
 OPSET = 18
 LIMIT = 2**31 - 2**24
-"""Most tensor bytes one ONNX file holds (protobuf caps a message at 2 GiB, less room for the graph): a larger
-model keeps its tensors in external data."""
+"""Most tensor bytes one ONNX file holds (protobuf caps a message at 2 GiB, less room for the graph)."""
+EXTERNAL_BYTES = 64 << 20
+"""A graph whose tensors take at least this many bytes keeps them in external data (as it must from :data:`LIMIT`
+on): ONNX Runtime maps an external file instead of copying the tensors into the process."""
 
 
 class RowwiseDequant(nn.Module):
@@ -253,8 +255,8 @@ ONNX_FILE, ONNX_DATA = "model.onnx", "model.onnx.data"  # (saec.io and saec.onnx
 
 def to_onnx(model: nn.Module, external: bool | None = None) -> OnnxGraph:
     """The graph of :class:`ExportedModel` for ``model``, batch size and list lengths dynamic, and what it takes and
-    gives. ``external``: keep the tensors in ``model.onnx.data`` (None: when they take at least :data:`LIMIT` bytes,
-    which one ONNX file cannot hold)."""
+    gives. ``external``: keep the tensors in ``model.onnx.data`` (None: when they take at least
+    :data:`EXTERNAL_BYTES`)."""
     try:
         import onnx  # torch.onnx's exporter needs onnx and onnxscript
         import onnxscript  # noqa: F401
@@ -286,4 +288,7 @@ def to_onnx(model: nn.Module, external: bool | None = None) -> OnnxGraph:
                    for f in wrapped.fields],
         "torch": torch.__version__, "onnx": onnx.__version__,
     }
-    return OnnxGraph(graph, description, size >= LIMIT if external is None else bool(external))
+    if external is False and size >= LIMIT:
+        raise SaecError(f"the model's tensors take {size:,} bytes; one ONNX file holds at most {LIMIT:,} (protobuf's "
+                        f"2 GiB): export it with external data")
+    return OnnxGraph(graph, description, size >= EXTERNAL_BYTES if external is None else bool(external))
