@@ -190,7 +190,7 @@ def paper_workload(cfg: LatencyConfig) -> tuple[dict[str, Any], Any, Iterator[tu
     from torch import nn
 
     from saec.data.synthetic import SyntheticTrace, TraceConfig
-    from saec.data.vocab import Vocabulary
+    from saec.data.vocab import SORTED_LOOKUP, Vocabulary
     from saec.models import build_compressed_model, build_model
 
     torch.manual_seed(cfg.seed)
@@ -199,14 +199,20 @@ def paper_workload(cfg: LatencyConfig) -> tuple[dict[str, Any], Any, Iterator[tu
     hour = trace.config.hours - 1
     sizes = {n: int(trace.universe(hour)[f]) for f, n in enumerate(trace.names)}
     counts = {n: trace.field_counts(hour, f) for f, n in enumerate(trace.names)}
-    vocabs = {n: Vocabulary.from_arrays({"min_count": 1, "values": None, "pending": []},
-                                        {"values": trace.raw_ids(f, np.arange(sizes[n])), "counts": counts[n]})
-              for f, n in enumerate(trace.names)}
-    cumulative = {n: np.cumsum(c + 1) for n, c in counts.items()}  # +1: a feature of count 0 is drawn rarely, not never
+    vocabs = {}
+    for f, n in enumerate(trace.names):  # sorted once here, not at every save (saec.data.vocab.SORTED_LOOKUP)
+        arrays = {"values": trace.raw_ids(f, np.arange(sizes[n])), "counts": counts[n]}
+        if sizes[n] >= SORTED_LOOKUP:
+            arrays["order"] = np.argsort(arrays["values"], kind="stable")
+            arrays["sorted"] = arrays["values"][arrays["order"]]
+        vocabs[n] = Vocabulary.from_arrays({"min_count": 1, "values": None, "pending": []}, arrays)
 
     def draw(rng: np.random.Generator, n: int, batch: int) -> dict[str, np.ndarray]:
-        return {name: np.searchsorted(cum, rng.integers(0, cum[-1], (n, batch)), side="right").astype(np.int64)
-                for name, cum in cumulative.items()}
+        out = {}
+        for name, c in counts.items():
+            cum = np.cumsum(c + 1)  # +1: a feature of count 0 is drawn rarely, not never
+            out[name] = np.searchsorted(cum, rng.integers(0, cum[-1], (n, batch)), side="right").astype(np.int64)
+        return out
 
     def full_model() -> Any:
         tables = {n: nn.Embedding(sizes[n], int(trace.dims[f]), sparse=True,
@@ -217,7 +223,9 @@ def paper_workload(cfg: LatencyConfig) -> tuple[dict[str, Any], Any, Iterator[tu
     def models() -> Iterator[tuple[str, Any]]:
         full = full_model() if any(m not in ("memcom", "hashing") for m in cfg.methods) else None
         by_path = {f"embeddings.tables.{n}": c for n, c in counts.items()}
-        for method in cfg.methods:
+        for i, method in enumerate(cfg.methods):
+            if all(m in ("memcom", "hashing") for m in cfg.methods[i:]):
+                full = None  # nothing left is made from it: 4.6 GiB at the paper's scale
             if method == "full":
                 yield method, full
             elif method in ("memcom", "hashing"):
