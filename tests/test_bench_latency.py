@@ -31,7 +31,7 @@ def test_worker_measures_both_runtimes_and_onnx_needs_no_torch(tmp_path):
             arrays[f"{b}/{name}"] = torch.stack([x[j] for x in batches]).numpy()
     np.savez(tmp_path / "ids.npz", **arrays)
     runs = {}
-    for runtime in ("torch", "onnxruntime"):
+    for runtime in ("torch", "onnxruntime", "predictor"):  # the predictor takes raw values: here equal to the ids
         out = subprocess.run([sys.executable, "-m", "saec.bench.latency", runtime, str(folder), str(tmp_path / "ids.npz"),
                               "3", "2", "1"], capture_output=True, text=True, check=True)
         runs[runtime] = json.loads(out.stdout.strip().splitlines()[-1])
@@ -39,6 +39,7 @@ def test_worker_measures_both_runtimes_and_onnx_needs_no_torch(tmp_path):
         assert set(r["times_us"]) == {"1", "4"} and all(len(t) == 3 and min(t) > 0 for t in r["times_us"].values())
         assert r["rss_loaded_mib"] >= r["rss_imported_mib"] > 0 and r["load_s"] > 0
     assert runs["torch"]["torch_imported"] and not runs["onnxruntime"]["torch_imported"]
+    runs.pop("predictor")
 
     record = {"command": ["python", "benchmarks/serve_latency.py"], "environment": {"saec": "0", "date": "d"},
               "config": {"dataset": "tiny", "batches": [1, 4], "calls": 3, "warmup": 2, "threads": 1, "k": 4,
@@ -75,7 +76,7 @@ def test_paper_workload_is_the_trace_s_last_hour_with_ids_drawn_by_count():
 
     cfg = LatencyConfig(dataset="paper", features=30_000, methods=("full", "saec", "hashing"), hidden=(8,), k=4,
                         eligibility=10)
-    vocabs, draw, models = paper_workload(cfg)
+    vocabs, draw, models, raw = paper_workload(cfg)
     sizes = {n: len(v) for n, v in vocabs.items()}
     assert len(sizes) == 256 and abs(sum(sizes.values()) - 30_000) <= 256  # the preset's fields, its final size
     ids = draw(np.random.default_rng(0), 3, 64)
@@ -84,6 +85,8 @@ def test_paper_workload_is_the_trace_s_last_hour_with_ids_drawn_by_count():
     big = max(sizes, key=sizes.get)  # drawn by count: the most frequent feature (id 0) comes up most often
     many = draw(np.random.default_rng(1), 50, 256)[big]
     assert np.bincount(many.ravel(), minlength=sizes[big]).argmax() == 0
+    raws = raw(ids)  # the raw values the predictor takes encode back to the drawn ids
+    assert all(np.array_equal(vocabs[n].encode(raws[n].ravel()).reshape(3, 64), x) for n, x in ids.items())
     got = dict(models)
     assert list(got) == ["full", "saec", "hashing"]
     assert got["saec"].embeddings.table_bytes()[big] < got["full"].embeddings.table_bytes()[big]

@@ -64,13 +64,13 @@ def test_predictions_equal_the_models_own_and_unknown_values_take_the_oov_path(r
     np.testing.assert_allclose(got, reference(source.folder, recs), rtol=0, atol=1e-12)
     unknown = p.unknown(p.encode(recs))
     assert any(unknown) and all(set(u) <= set(TRACE.names) for u in unknown)
-    # an unseen value, null and the value the vocabulary has no id for all give the same OOV vector
+    # an unseen value, null, the value the vocabulary has no id for and one beyond int64 all give the OOV vector
     first = TRACE.names[0]
     base = recs[0]
-    variants = [{**base, first: v} for v in (None, 10**12, -5)]
+    variants = [{**base, first: v} for v in (None, 10**12, -5, 2**70)]
     probs = p.predict(variants)
-    assert probs[0] == probs[1] == probs[2]
-    assert p.unknown(p.encode(variants)) == [[first] + [n for n in unknown[0] if n != first]] * 3
+    assert probs[0] == probs[1] == probs[2] == probs[3]
+    assert p.unknown(p.encode(variants)) == [[first] + [n for n in unknown[0] if n != first]] * 4
 
 
 def test_sorted_vocabularies_serve_the_same_and_damaged_ones_are_refused_before_serving(run2, tmp_path, monkeypatch):

@@ -77,7 +77,9 @@ def test_a_read_vocabulary_is_indexed_at_first_use_and_repeats_are_refused_then(
     assert loaded._raw is not None and len(loaded) == 10  # nothing hashed yet
     again_meta, again = loaded.to_arrays()  # written back without an index
     assert loaded._raw is not None and again_meta == meta and np.array_equal(again["values"], arrays["values"])
-    assert loaded.encode([3, 99]).tolist() == [7, OOV_ID] and loaded._raw is None
+    assert loaded.encode([3, 99]).tolist() == [7, OOV_ID]
+    assert loaded._raw is not None and loaded._sorted is not None and len(loaded._indexed) == 0  # sorted, not hashed
+    assert loaded.update([3, 42]) == 1 and loaded._sorted is None and loaded.encode([42]).tolist() == [10]
     arrays["values"][4] = arrays["values"][0]  # a repeated value that checksums would not catch (saec did not write it)
     bad = Vocabulary.from_arrays(meta, arrays)
     with pytest.raises(ValueError, match="repeated values, e.g. 10"):
@@ -96,12 +98,15 @@ def test_large_integer_vocabularies_are_looked_up_in_their_sorted_arrays_as_a_ha
     meta, arrays = v.to_arrays()
     assert np.array_equal(arrays["values"][arrays["order"]], arrays["sorted"]) and np.all(np.diff(arrays["sorted"]) > 0)
     loaded = Vocabulary.from_arrays(meta, arrays).check()
-    probe = np.array([*raw[::7], -5, 10**13, int(raw[3]), None, float(raw[4]), 2.5, "x", np.int32(7)], dtype=object)
-    assert loaded.encode(probe).tolist() == v.encode(probe).tolist()
+    ints = np.array([*raw[::7], -5, 10**13, raw[3]])
+    assert loaded.encode(ints).tolist() == v.encode(ints).tolist()
+    assert loaded.encode(ints.astype(np.uint64)[:-3]).tolist() == v.encode(ints[:-3]).tolist()
     assert loaded.encode(raw).tolist() == v.encode(raw).tolist()
-    assert loaded._raw is not None and len(loaded._indexed) == 0  # looked up without hashing a value
-    assert int(raw[9]) in loaded and -5 not in loaded
+    assert int(raw[9]) in loaded and -5 not in loaded and np.int32(7) not in loaded
     assert loaded.decode([0, 3, OOV_ID]) == v.decode([0, 3, OOV_ID])
+    assert loaded._raw is not None and len(loaded._indexed) == 0  # looked up without hashing a value
+    probe = np.array([int(raw[3]), None, float(raw[4]), 2.5, "x", np.int32(7)], dtype=object)
+    assert loaded.encode(probe).tolist() == v.encode(probe).tolist()  # other types: the hash index, as always
     again_meta, again = loaded.to_arrays()  # written back as read
     assert all(np.array_equal(again[k], arrays[k]) for k in arrays) and again_meta == meta
     small = Vocabulary.from_values(raw[:99]).to_arrays()[1]

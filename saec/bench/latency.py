@@ -91,7 +91,27 @@ def worker(runtime: str, folder: str, ids_file: str, calls: int, warmup: int, th
     feeds = {b: [{k.split("/")[1]: v[i] for k, v in arrays.items() if k.startswith(f"{b}/")}
                  for i in range(calls + warmup)] for b in batches}
     fed = _rss_mib()
-    if runtime == "torch":
+    prepare: Any = lambda x: x  # noqa: E731  (the predictor's records are made outside the timed call)
+    if runtime == "predictor":  # what saec serve runs: raw records in, through the vocabularies
+        import torch
+
+        torch.set_num_threads(threads)
+        import saec.models  # noqa: F401
+        import saec.nn.registry  # noqa: F401
+        from saec.predict import Predictor
+
+        names = sorted({k.split("/")[1] for k in arrays})
+
+        def records(x: dict[str, np.ndarray]) -> list[dict[str, Any]]:
+            cols = {n: x[n].tolist() for n in names}
+            return [{n: cols[n][r] for n in names} for r in range(len(cols[names[0]]))]
+
+        imported_mem = _memory()
+        start = time.perf_counter()
+        predictor = Predictor.from_folder(Path(folder), "bench")
+        call = predictor.predict
+        prepare = records
+    elif runtime == "torch":
         import torch
 
         torch.set_num_threads(threads)
@@ -122,9 +142,10 @@ def worker(runtime: str, folder: str, ids_file: str, calls: int, warmup: int, th
     times = {}
     for b in batches:
         for x in feeds[b][:warmup]:
-            call(x)
+            call(prepare(x))
         us = []
         for x in feeds[b][warmup:]:
+            x = prepare(x)
             t = time.perf_counter_ns()
             call(x)
             us.append((time.perf_counter_ns() - t) / 1e3)
@@ -150,9 +171,10 @@ def _compressed(cfg: LatencyConfig, full: Any, counts: dict[str, Any], method: s
     return saec.compress(full, method, counts=counts, **hyper)[0]
 
 
-def movielens_workload(cfg: LatencyConfig) -> tuple[dict[str, Any], Any, Iterator[tuple[str, Any]]]:
-    """``(vocabs, draw, models)`` on MovieLens (module docstring): ``draw(rng, n, batch)`` gives ``n`` batches of
-    test-split ids per field, ``models`` yields ``(method, model)`` one at a time."""
+def movielens_workload(cfg: LatencyConfig) -> tuple[dict[str, Any], Any, Iterator[tuple[str, Any]], Any]:
+    """``(vocabs, draw, models, raw)`` on MovieLens (module docstring): ``draw(rng, n, batch)`` gives ``n`` batches
+    of test-split ids per field, ``models`` yields ``(method, model)`` one at a time, ``raw(ids)`` the raw values
+    of ids per field for the predictor's records (None here: MovieLens has multi-valued fields)."""
     import torch
 
     from saec.data.movielens import movielens_ctr
@@ -181,10 +203,10 @@ def movielens_workload(cfg: LatencyConfig) -> tuple[dict[str, Any], Any, Iterato
             else:
                 yield method, _compressed(cfg, full, counts, method)
 
-    return task.vocabs, draw, models()
+    return task.vocabs, draw, models(), None
 
 
-def paper_workload(cfg: LatencyConfig) -> tuple[dict[str, Any], Any, Iterator[tuple[str, Any]]]:
+def paper_workload(cfg: LatencyConfig) -> tuple[dict[str, Any], Any, Iterator[tuple[str, Any]], Any]:
     """:func:`movielens_workload` on the synthetic trace's last hour at the paper's scale (module docstring)."""
     import torch
     from torch import nn
@@ -234,7 +256,10 @@ def paper_workload(cfg: LatencyConfig) -> tuple[dict[str, Any], Any, Iterator[tu
             else:
                 yield method, _compressed(cfg, full, by_path, method)
 
-    return vocabs, draw, models()
+    def raw(ids: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return {n: trace.raw_ids(f, ids[n]) for f, n in enumerate(trace.names)}
+
+    return vocabs, draw, models(), raw
 
 
 WORKLOADS = {"movielens-1m": movielens_workload, "movielens-100k": movielens_workload, "paper": paper_workload}
@@ -254,7 +279,7 @@ def run(cfg: LatencyConfig, command: list[str], progress: bool = True) -> dict[s
     start = time.perf_counter()
     record: dict[str, Any] = {"command": command, "config": asdict(cfg), "environment": environment(),
                               "load_before": os.getloadavg()[0], "models": []}
-    vocabs, draw, models = WORKLOADS[cfg.dataset](cfg)
+    vocabs, draw, models, raw = WORKLOADS[cfg.dataset](cfg)
     record["workload"] = {"fields": len(vocabs), "features": int(sum(len(v) for v in vocabs.values()))}
     rng = np.random.default_rng(cfg.seed)
     with tempfile.TemporaryDirectory(prefix="saec-latency-") as tmp:
@@ -262,6 +287,14 @@ def run(cfg: LatencyConfig, command: list[str], progress: bool = True) -> dict[s
         arrays = {f"{b}/{name}": ids for b in cfg.batches
                   for name, ids in draw(rng, cfg.calls + cfg.warmup, b).items()}
         np.savez(ids_file, **arrays)
+        runtimes = RUNTIMES
+        if raw is not None:  # saec serve's own path, raw records in: vocabulary lookups included
+            for b in cfg.batches:
+                drawn = {name: arrays[f"{b}/{name}"] for name in vocabs}
+                for name, values in raw(drawn).items():
+                    arrays[f"{b}/{name}"] = values
+            np.savez(Path(tmp) / "raw.npz", **arrays)
+            runtimes = (*RUNTIMES, "predictor")
         del arrays
         for method, model in models:
             t = time.perf_counter()
@@ -271,8 +304,9 @@ def run(cfg: LatencyConfig, command: list[str], progress: bool = True) -> dict[s
             files = {p.name: p.stat().st_size for p in folder.iterdir()}
             entry = {"method": method, "table_bytes": table_bytes, "files": files, "build_s": time.perf_counter() - t,
                      "runs": []}
-            for runtime in RUNTIMES:
-                out = subprocess.run([sys.executable, "-m", "saec.bench.latency", runtime, str(folder), str(ids_file),
+            for runtime in runtimes:
+                feed = Path(tmp) / "raw.npz" if runtime == "predictor" else ids_file
+                out = subprocess.run([sys.executable, "-m", "saec.bench.latency", runtime, str(folder), str(feed),
                                       str(cfg.calls), str(cfg.warmup), str(cfg.threads)],
                                      capture_output=True, text=True, check=True,
                                      env={**os.environ, "OMP_NUM_THREADS": str(cfg.threads)})
@@ -330,8 +364,12 @@ def render(record: dict[str, Any], md_path: str | Path, png_path: str | Path) ->
         f"file-backed part once every timed call is done; **latency** is {cfg['calls']} timed calls "
         f"per batch size after {cfg['warmup']} untimed ones on already encoded ids (the vocabulary lookup of "
         f"`saec serve` is not in it), PyTorch under `torch.inference_mode()` with "
-        f"the model's own lookups, ONNX Runtime on the exported graph (the ONNX process imports no torch). The "
-        f"artifact was just written, so its files start in the page cache.\n\n")
+        f"the model's own lookups, ONNX Runtime on the exported graph (the ONNX process imports no torch)"
+        + ("; `predictor` is what `saec serve` runs for a request, without HTTP: `Predictor.predict` on raw records "
+           "(one dict of raw ids per record, made outside the timed call), each value checked and looked up in its "
+           "field's vocabulary, then the PyTorch model" if any(r["runtime"] == "predictor" for m in record["models"]
+                                                             for r in m["runs"]) else "")
+        + ". The artifact was just written, so its files start in the page cache.\n\n")
     rows = [["method", "tables", "ONNX files", "runtime", "memory (MiB)", "anon / file (MiB)",
              "file after calls (MiB)", "process RSS (MiB)", *[f"batch {b}: p50 / p99 (µs)" for b in batches],
              "load (s)"]]
