@@ -362,8 +362,8 @@ def render(record: dict[str, Any], md_path: str | Path, png_path: str | Path) ->
         f"memory and the file-backed pages of memory-mapped files (which the kernel drops and reads again as it "
         f"needs: a mapped table costs disk reads, not memory, when memory is short); `file after calls` is the "
         f"file-backed part once every timed call is done; **latency** is {cfg['calls']} timed calls "
-        f"per batch size after {cfg['warmup']} untimed ones on already encoded ids (the vocabulary lookup of "
-        f"`saec serve` is not in it), PyTorch under `torch.inference_mode()` with "
+        f"per batch size after {cfg['warmup']} untimed ones, on already encoded ids (no vocabulary lookup) in "
+        f"PyTorch under `torch.inference_mode()` with "
         f"the model's own lookups, ONNX Runtime on the exported graph (the ONNX process imports no torch)"
         + ("; `predictor` is what `saec serve` runs for a request, without HTTP: `Predictor.predict` on raw records "
            "(one dict of raw ids per record, made outside the timed call), each value checked and looked up in its "
@@ -426,11 +426,12 @@ def _workload_text(record: dict[str, Any]) -> str:
             f"(`saec.data.synthetic`, preset `paper`: {w['fields']} fields, {w['features']:,} features{size}; Saec "
             f"Table 1 has 1.24e8): the uncompressed tables hold the trace's trained-looking vectors and the MLP is as "
             f"initialised (nothing is trained: latency and memory do not depend on the values), {saec}, {others}, "
-            f"as built. Every vocabulary (raw id -> row) is in the artifact, memory-mapped and not looked up here. "
+            f"as built. Every vocabulary (raw id -> row) is in the artifact, memory-mapped (the large ones with their "
+            f"values sorted, `saec.data.vocab.SORTED_LOOKUP`); only the predictor rows look them up. "
             f"Calls draw each field's ids in proportion to the features' counts at that hour (heavy-tailed: most "
             f"lookups hit the frequent rows). Tensor files of at least 256 MiB load memory-mapped in PyTorch "
-            f"(`saec.io.MMAP_BYTES`), and ONNX graphs over 2 GiB keep their tensors in external data, which ONNX "
-            f"Runtime maps.")
+            f"(`saec.io.MMAP_BYTES`), and ONNX graphs with at least 64 MiB of tensors keep them in external data "
+            f"(`saec.export.EXTERNAL_BYTES`), which ONNX Runtime maps.")
 
 
 def _findings(record: dict[str, Any], full: dict[str, Any] | None, batches: list[str]) -> str:
@@ -461,6 +462,19 @@ def _findings(record: dict[str, Any], full: dict[str, Any] | None, batches: list
                      for m in record["models"] if m is not full]
             lines.append(f"- Memory in {runtime} (MiB): the uncompressed model adds {added(run_of(full, runtime))}; "
                          + ", ".join(parts) + ".")
+    served = [(m, next((r for r in m["runs"] if r["runtime"] == "predictor"), None)) for m in record["models"]]
+    served = [(m, r) for m, r in served if r is not None]
+    if served:
+        anon = [r["memory_mib"]["loaded"]["anon"] - r["memory_mib"]["imported"]["anon"] for _, r in served]
+        parts, ratio = [], []
+        for b in batches:
+            ratio = [np.percentile(r["times_us"][b], 50) / p50(m, "torch", b) for m, r in served]
+            parts.append(f"batch {b} {min(ratio):.1f}x to {max(ratio):.1f}x PyTorch's median on encoded ids")
+        more = "more" if min(ratio) > 2 else "less" if max(ratio) < 2 else "about as much"
+        lines.append(f"- `saec serve`'s path (predictor, raw records): every vocabulary looked up, loading adds "
+                     f"{min(anon):.0f}-{max(anon):.0f} MiB of anonymous memory (the rest is the mapped files); a call "
+                     f"takes " + ", ".join(parts) + f": at batch {batches[-1]}, checking and looking up the raw values "
+                     f"costs {more} than the model.")
     onnx_rss = [run_of(m, "onnxruntime")["rss_loaded_mib"] for m in record["models"]]
     torch_rss = [run_of(m, "torch")["rss_loaded_mib"] for m in record["models"]]
     def imported(r: dict[str, Any]) -> float:  # the runtime and saec's loader, the ids already read
