@@ -34,6 +34,8 @@ CASES = {  # case -> (method, hyperparameters, counts)
     "qr-concat": ("qr", {"num_buckets": 8, "operation": "concat"}, None),
     "memcom": ("memcom", {"num_buckets": 7}, None),
     "memcom-bias": ("memcom", {"num_buckets": 7, "bias": True}, None),
+    "robe": ("robe", {"memory_size": 50}, None),
+    "robe-block": ("robe", {"memory_size": 50, "block": 3}, None),
     "truncate": ("truncate", {"num_kept": 10}, None),
     "truncate-counts": ("truncate", {"num_kept": 10}, SHUFFLED),
     "low_dim": ("low_dim", {"low_dim": 3}, None),
@@ -197,6 +199,27 @@ def test_naive_hashing_mod_and_universal():
     i = PRIME - 1
     a, b = (int(x) for x in big.hash_coeffs[0])
     assert torch.equal(big(torch.tensor(i)), big.T.weight.detach()[(a * i + b) % PRIME % 3])
+
+
+@pytest.mark.parametrize("block", [None, 3, 8 * 60])
+def test_robe_reads_blocks_of_one_shared_array_of_its_budget(block):
+    table = make_embedding("robe", V, D, budget_params=50, block=block)
+    assert table.param_count() == table.memory_size == 50 and table.memory.weight.shape == (50, 1)
+    z = table.block
+    a, b = (int(x) for x in table.hash_coeffs[0])
+    memory = table.memory.weight.detach()[:, 0]
+    ids = torch.tensor([0, 1, 17, 59])
+    got = table(ids)
+    for r, i in enumerate(ids.tolist()):  # by hand: weight (i, j) sits at head(block) + offset in the ring
+        for j in range(D):
+            f = i * D + j
+            head = (a * (f // z) + b) % PRIME % 50
+            assert got[r, j] == memory[(head + f % z) % 50]
+    if block is None:  # one block per row: every id reads D consecutive weights (mod 50) from its head
+        pos = table.positions(ids)
+        assert torch.equal((pos - pos[:, :1]) % 50, torch.arange(D).expand(len(ids), D))
+    with pytest.raises(SaecError, match="memory_size"):
+        make_embedding("robe", V, D, memory_size=V * D + 1)
 
 
 @pytest.mark.parametrize("combine", ["concat", "sum"])

@@ -32,6 +32,7 @@ from saec.nn.memcom import MEmComEmbedding
 from saec.nn.mixed_dim import MixedDimEmbedding
 from saec.nn.qr import QREmbedding
 from saec.nn.quantized import QuantizedEmbedding
+from saec.nn.robe import RobeEmbedding
 from saec.nn.truncate import TruncateEmbedding
 from saec.nn.tt import TTEmbedding
 
@@ -125,6 +126,8 @@ METHODS: dict[str, Method] = {
     "qr": Method(QREmbedding, (Knob("num_buckets", lambda v, d: range(math.isqrt(v - 1) + 1, v + 1)),),
                  "quotient-remainder, U[i mod m] (op) V[i // m] (Shi et al.)"),
     "memcom": Method(MEmComEmbedding, (_BUCKETS,), "U[i mod m] * V[i] (+ W[i]) (Pansare et al., Algorithms 2, 3)"),
+    "robe": Method(RobeEmbedding, (Knob("memory_size", lambda v, d: range(1, v * d + 1)),),
+                   "every weight in one shared circular array, blocks at hashed offsets (ROBE, Desai et al.)"),
     "truncate": Method(TruncateEmbedding, (Knob("num_kept", lambda v, d: range(0, v)),),
                        "the m most frequent features own a row, the rest share one"),
     "low_dim": Method(LowDimEmbedding, (Knob("low_dim", _dims),),
