@@ -513,16 +513,18 @@ def check_state(path: Path, got: Mapping[str, Any], want: Mapping[str, Any], wha
 
 
 def check_ranges(path: Path, module: Any) -> None:
-    """Index buffers of compressed tables point inside what they index (Saec's mask < k)."""
+    """Index buffers of compressed tables point inside what they index (Saec's mask < k, PQ's codes < 2^bits)."""
     import torch
 
     for name, m in module.named_modules():
-        mask, k = getattr(m, "mask", None), getattr(m, "k", None)
-        if isinstance(mask, torch.Tensor) and isinstance(k, int) and mask.numel():
-            lo, hi = int(mask.min()), int(mask.max())
-            if lo < 0 or hi >= k:
-                raise SaecError(f"{path}: table {name or 'table'!r}: mask values must lie in [0, {k}) (the "
-                                f"codebook's rows), got [{lo}, {hi}]")
+        for index, bound, what in (("mask", "k", "the codebook's rows"), ("codes", "num_centroids",
+                                                                          "each subspace's centroids")):
+            mask, k = getattr(m, index, None), getattr(m, bound, None)
+            if isinstance(mask, torch.Tensor) and isinstance(k, int) and mask.numel():
+                lo, hi = int(mask.min()), int(mask.max())
+                if lo < 0 or hi >= k:
+                    raise SaecError(f"{path}: table {name or 'table'!r}: {index} values must lie in [0, {k}) "
+                                    f"({what}), got [{lo}, {hi}]")
         rows = getattr(m, "num_embeddings", None)
         for attr in ("kept_ids", "frequent_ids"):
             ids = getattr(m, attr, None)

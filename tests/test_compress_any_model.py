@@ -77,7 +77,7 @@ def trained():
 
 
 HYPER = {"saec": {"k": 50, "eligibility": 10}, "saec_int8": {"k": 50, "eligibility": 10}}
-TOLERANCE = {"saec": 0.05, "saec_int8": 0.05, "fp16": 1e-3, "int8": 0.02, "int4": 0.2, "int2": 1.0}
+TOLERANCE = {"saec": 0.05, "saec_int8": 0.05, "pq": 0.02, "fp16": 1e-3, "int8": 0.02, "int4": 0.2, "int2": 1.0}
 
 
 @pytest.mark.parametrize("method", POST_TRAINING)

@@ -47,6 +47,7 @@ CASES = {  # case -> (method, hyperparameters, counts)
     "saec": ("saec", {"k": 7}, None),
     "saec-sum": ("saec", {"k": 7, "grad_mode": "sum"}, None),
     "saec_int8": ("saec_int8", {"k": 7}, None),
+    "pq": ("pq", {"num_subspaces": 3, "bits": 4}, None),
     "fp16": ("fp16", {}, None),
     "int8": ("int8", {}, None),
     "int4": ("int4", {}, None),
@@ -565,6 +566,7 @@ def test_post_training_methods_from_a_trained_table(method):
 
 TOLERANCE = {  # largest error per entry, given the largest row range of the trained table
     "saec": lambda span: 0.01,  # six tight clusters, k = 6: the noise
+    "pq": lambda span: 0.01,  # each subspace holds at most six tight clusters, fewer than its 64 centroids
     "saec_int8": lambda span: 0.01 + span / 255,
     "fp16": lambda span: 1e-3 * span,
     "int8": lambda span: span / 255 / 2 * 1.01,
@@ -590,8 +592,8 @@ def test_post_training_budget_picks_the_largest_setting_that_fits(method):
     assert table.nbytes() <= budget < bigger
     with pytest.raises(SaecError, match="too small"):
         from_float(method, weight, budget=10)
-    with pytest.raises(SaecError, match="k= or budget_bytes="):
-        from_float(method, weight, budget=budget, k=3)
+    with pytest.raises(SaecError, match=f"{knob}= or budget_bytes="):
+        from_float(method, weight, budget=budget, **{knob: 3})
 
 
 def test_post_training_errors_name_the_parameter():
@@ -600,11 +602,30 @@ def test_post_training_errors_name_the_parameter():
         from_float("saec", weight, k=100)
     with pytest.raises(SaecError, match="'memcom' is trained compressed from scratch"):
         from_float("memcom", weight)
-    with pytest.raises(SaecError, match="unknown method 'pq'"):
-        from_float("pq", weight)
+    with pytest.raises(SaecError, match="unknown method 'lsh'"):
+        from_float("lsh", weight)
     with pytest.raises(SaecError, match="counts must be 50"):
         from_float("saec", weight, k=5, counts=np.ones(49))
     with pytest.raises(SaecError, match="only apply when it is built from a trained table"):
         make_embedding("saec", V, D, k=5, top_n=100)
     with pytest.raises(TypeError, match="from_float needs an nn.Embedding"):
         from_float("saec", torch.nn.Linear(3, 3), k=2)
+
+
+@pytest.mark.parametrize("dim,subspaces,bits", [(16, 4, 8), (9, 4, 5)])
+def test_pq_rows_are_faiss_s_own_encode_and_decode(dim, subspaces, bits):
+    import faiss
+
+    weight = torch.randn(2000, dim, generator=torch.Generator().manual_seed(1))
+    table = from_float("pq", weight, num_subspaces=subspaces, bits=bits)
+    sub = table.sub_dim
+    assert table.codebooks.shape == (subspaces, 2**bits, sub) and table.codes.dtype == torch.uint8
+    padded = np.zeros((2000, subspaces * sub), dtype=np.float32)  # a dim M does not divide is zero-padded
+    padded[:, :dim] = weight.numpy()
+    pq = faiss.ProductQuantizer(subspaces * sub, subspaces, bits)  # faiss's quantizer with our centroids
+    faiss.copy_array_to_vector(table.codebooks.detach().numpy().ravel(), pq.centroids)
+    want = pq.decode(pq.compute_codes(padded))[:, :dim]
+    np.testing.assert_allclose(table.to_dense().numpy(), want, rtol=0, atol=1e-6)
+    assert table.nbytes() == 4 * subspaces * 2**bits * sub + 2000 * subspaces  # codebooks + one byte per code
+    with pytest.raises(SaecError, match="bits=8: 256 centroids per subspace need at least as many rows"):
+        from_float("pq", weight[:100], num_subspaces=2, bits=8)

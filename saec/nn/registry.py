@@ -30,6 +30,7 @@ from saec.nn.hashing import HashEmbedding
 from saec.nn.low_dim import LowDimEmbedding
 from saec.nn.memcom import MEmComEmbedding
 from saec.nn.mixed_dim import MixedDimEmbedding
+from saec.nn.pq import ProductQuantizedEmbedding
 from saec.nn.qr import QREmbedding
 from saec.nn.quantized import QuantizedEmbedding
 from saec.nn.robe import RobeEmbedding
@@ -108,6 +109,9 @@ METHODS: dict[str, Method] = {
                    "k-means codebook + per-feature mask (Saec, Wu et al.); a budget sets k", post_training=True),
     "saec_int8": Method(QuantizedClusteredEmbedding, (Knob("k", lambda v, d: range(1, v + 1)),),
                         "Saec with a row-wise int8 codebook; a budget sets k", fixed={"bits": 8}, post_training=True),
+    "pq": Method(ProductQuantizedEmbedding, (Knob("num_subspaces", _dims, monotone=False),),
+                 "product quantization: each row as M codes into per-subspace codebooks (faiss; survey §4.2); a "
+                 "budget sets M", post_training=True),
     "fp16": Method(QuantizedEmbedding, (), "float16 copy of a trained table (MEmCom A.2)", fixed={"bits": 16},
                    post_training=True),
     "int8": Method(QuantizedEmbedding, (), "row-wise 8-bit codes + float32 scale and bias per row (torch's "
