@@ -62,7 +62,8 @@ def test_a_compressed_model_trains_with_sparse_gradients(method):
     every_id = {n: torch.arange(300) % SIZES[n] for n in SCHEMA.names}  # every block of every table is read
     every_id["zip"] = every_id["zip"].unsqueeze(1)
     torch.nn.functional.binary_cross_entropy_with_logits(model(every_id), torch.rand(300).round()).backward()
-    assert any(p.grad.is_sparse for p in table.parameters())  # every method keeps its row tables sparse
+    if "sparse" in METHODS[method].structure():  # every method with row tables keeps them sparse (DHE has none)
+        assert any(p.grad.is_sparse for p in table.parameters())
     opt.step()
     assert all(not torch.equal(before[n], p.detach()) for n, p in table.named_parameters())
 

@@ -35,7 +35,8 @@ def model_with(method: str, name: str = "dssm") -> torch.nn.Module:
         elif method == "full":
             continue
         else:
-            new = make_embedding(method, SIZES[f.name], f.dim, budget_bytes=SIZES[f.name] * f.dim * 2, seed=3)
+            few = {"num_hashes": 4} if method == "dhe" else {}  # its default 32 hashes alone outweigh these tables
+            new = make_embedding(method, SIZES[f.name], f.dim, budget_bytes=SIZES[f.name] * f.dim * 2, seed=3, **few)
             with torch.no_grad():  # away from the tiny init, so differences would show
                 for p in new.parameters():
                     p.normal_(0, 0.5, generator=torch.Generator().manual_seed(5))

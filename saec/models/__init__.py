@@ -16,7 +16,7 @@ from saec.models.deepfm import DeepFM
 from saec.models.dssm import DSSM
 from saec.models.ranking import PointwiseRanker, RankNet
 from saec.nn.collection import EmbeddingBagCollection
-from saec.nn.registry import FROM_SCRATCH, POST_TRAINING, make_embedding
+from saec.nn.registry import FROM_SCRATCH, METHODS, POST_TRAINING, make_embedding
 
 SMALL_FIELD_ROWS = 1000
 """Fields with fewer features than this keep a full table in :func:`build_compressed_model`.
@@ -112,13 +112,15 @@ def build_compressed_model(
         raise SaecError(f"budget must be 'params' or 'bytes', got {budget!r}")
     model = build_model(name, schema, {n: len(vocabs[n]) for n in schema.names}, **model_kwargs)
     cfg = model.config
+    spec = METHODS.get(method)  # the model's sparse setting is for row tables (DHE has none)
+    sparse = {"sparse": cfg["sparse"]} if spec is None or "sparse" in spec.structure() else {}
     for name_ in fields:
         v, dim = len(vocabs[name_]), schema[name_].dim
         size = v * dim * (1 if budget == "params" else 4)
         try:
             table = make_embedding(method, v, dim, counts=vocabs[name_].counts,
                                    seed=cfg["seed"] + schema.names.index(name_),
-                                   init_std=cfg["init_std"], sparse=cfg["sparse"],
+                                   init_std=cfg["init_std"], **sparse,
                                    **{f"budget_{budget}": math.floor(size / ratio)}, **(hyper or {}))
         except ValueError as e:
             raise SaecError(f"field {name_!r} ({v} x {dim}): {e}") from None

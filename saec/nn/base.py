@@ -115,6 +115,9 @@ class CompressedEmbedding(nn.Module, abc.ABC):
     """
 
     name: str | None = None
+    batch_invariant: bool = True
+    """An id's vector is bit-for-bit the same in any batch. False for tables whose rows come out of matrix
+    products over the batch (DHE's network), whose rounding depends on the batch's shape (within float32's)."""
 
     def __init__(self, num_embeddings: int, embedding_dim: int) -> None:
         super().__init__()

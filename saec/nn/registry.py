@@ -22,6 +22,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from saec.errors import SaecError, SaecTypeError
 from saec.nn.clustered import ClusteredEmbedding, QuantizedClusteredEmbedding
+from saec.nn.dhe import DHEEmbedding
 from saec.nn.double_hashing import DoubleHashEmbedding
 from saec.nn.factorized import FactorizedEmbedding
 from saec.nn.full import FullEmbedding
@@ -143,6 +144,8 @@ METHODS: dict[str, Method] = {
                         "alpha, or base_dim if alpha is given or cannot meet it"),
     "tt": Method(TTEmbedding, (Knob("rank", lambda v, d: range(1, 2**16 + 1)),),
                  "tensor-train cores (TT-Rec, Yin et al.)"),
+    "dhe": Method(DHEEmbedding, (Knob("hidden", lambda v, d: range(1, 2**16 + 1)),),
+                  "no table: an MLP of m hashes of the id (deep hash embedding, Kang et al.); a budget sets the width"),
 }
 POST_TRAINING: tuple[str, ...] = tuple(name for name, spec in METHODS.items() if spec.post_training)
 """Methods built from a trained float table with :func:`from_float`."""
