@@ -26,7 +26,8 @@ BUCKETS = 10**6  # DHE's hash range
 
 
 def _check(d: int, num_hashes: Any, hidden: Any, layers: Any) -> tuple[int, int, int]:
-    return (check_int("num_hashes", num_hashes, 1), check_int("hidden", hidden, 1), check_int("layers", layers, 1))
+    h = check_int("hidden", hidden, 1)
+    return (h if num_hashes is None else check_int("num_hashes", num_hashes, 1), h, check_int("layers", layers, 1))
 
 
 class DHEEmbedding(CompressedEmbedding):
@@ -36,8 +37,8 @@ class DHEEmbedding(CompressedEmbedding):
         num_embeddings: ids addressed (v).
         embedding_dim: vector width (e).
         hidden: width of each hidden layer.
-        num_hashes: hash functions, the encoding's width (m; DHE uses about 1,000; the default 32 keeps small
-            tables small, each hash storing 16 bytes of coefficients).
+        num_hashes: hash functions, the encoding's width (m; None: the hidden width, so a budget grows both;
+            DHE uses about 1,000). Each hash stores 16 bytes of coefficients.
         layers: hidden layers.
         init_std: the output layer starts from N(0, init_std^2 / hidden) without bias, so initial vectors are of
             the size a table's ``init_std`` gives them.
@@ -47,7 +48,7 @@ class DHEEmbedding(CompressedEmbedding):
 
     batch_invariant = False  # the network's matrix products round differently for different batch shapes
 
-    def __init__(self, num_embeddings: int, embedding_dim: int, hidden: int, num_hashes: int = 32, layers: int = 1,
+    def __init__(self, num_embeddings: int, embedding_dim: int, hidden: int, num_hashes: int | None = None, layers: int = 1,
                  *, seed: int = 0, init_std: float = 0.01) -> None:
         super().__init__(num_embeddings, embedding_dim)
         self.num_hashes, self.hidden, self.layers = _check(self.embedding_dim, num_hashes, hidden, layers)
@@ -78,7 +79,8 @@ class DHEEmbedding(CompressedEmbedding):
         return self.decoder(self.encode(ids))
 
     @classmethod
-    def _size(cls, v: int, d: int, *, hidden: int, num_hashes: int = 32, layers: int = 1, **_: Any) -> tuple[int, int]:
+    def _size(cls, v: int, d: int, *, hidden: int, num_hashes: int | None = None, layers: int = 1,
+              **_: Any) -> tuple[int, int]:
         m, h, n = _check(d, num_hashes, hidden, layers)
         return m * h + h + (n - 1) * (h * h + h) + h * d + d, 16 * m
 

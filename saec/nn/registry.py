@@ -145,7 +145,8 @@ METHODS: dict[str, Method] = {
     "tt": Method(TTEmbedding, (Knob("rank", lambda v, d: range(1, 2**16 + 1)),),
                  "tensor-train cores (TT-Rec, Yin et al.)"),
     "dhe": Method(DHEEmbedding, (Knob("hidden", lambda v, d: range(1, 2**16 + 1)),),
-                  "no table: an MLP of m hashes of the id (deep hash embedding, Kang et al.); a budget sets the width"),
+                  "no table: an MLP of m hashes of the id (deep hash embedding, Kang et al.); a budget sets the width "
+                  "(and m, which defaults to it)"),
 }
 POST_TRAINING: tuple[str, ...] = tuple(name for name, spec in METHODS.items() if spec.post_training)
 """Methods built from a trained float table with :func:`from_float`."""
