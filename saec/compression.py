@@ -121,19 +121,22 @@ class CompressionReport:
         return out
 
 
-def find_tables(model: nn.Module) -> dict[str, list[str]]:
+def find_tables(model: nn.Module, method: str | None = None) -> dict[str, list[str]]:
     """The ``nn.Embedding`` / ``nn.EmbeddingBag`` modules of ``model``: ``{first path: [every path]}``.
 
     Paths are ``named_modules`` names; a module reachable from several places is listed once with all of
-    them. Already compressed tables are not looked into.
+    them. Already compressed tables are not looked into, except, for a ``method`` trained in another method's
+    form (:attr:`~saec.nn.registry.Method.trained_with`, e.g. ``binary`` of ``binary_ste``), the tables of that
+    form (bare or in their pooled or padded form), which are listed too.
     """
     paths: dict[int, list[str]] = {}
     first: dict[int, str] = {}
+    trained = _trained_form(method)
 
     def walk(module: nn.Module, prefix: str) -> None:
         for name, child in module.named_children():
             path = f"{prefix}{name}"
-            if isinstance(child, TABLE_TYPES):
+            if isinstance(child, TABLE_TYPES) or (trained is not None and isinstance(_inner(child), trained)):
                 first.setdefault(id(child), path)
                 paths.setdefault(id(child), []).append(path)
             elif not isinstance(child, _COMPRESSED):
@@ -144,6 +147,31 @@ def find_tables(model: nn.Module) -> dict[str, list[str]]:
                             "saec.nn.registry.from_float(method, table)")
     walk(model, "")
     return {first[i]: p for i, p in paths.items()}
+
+
+def _trained_form(method: str | None) -> type | None:
+    """The class of the tables ``method`` is the stored form of (None: it compresses float tables)."""
+    spec = METHODS.get(method) if method is not None else None
+    return METHODS[spec.trained_with].cls if spec is not None and spec.trained_with else None
+
+
+def _inner(module: nn.Module) -> nn.Module:
+    """The compressed table inside a pooled or padded form (any other module: itself)."""
+    return module.table if isinstance(module, (CompressedEmbeddingBag, PaddedEmbedding)) else module
+
+
+def _shape(module: nn.Module) -> tuple[int, int]:
+    """(rows, dim) of a float table or of a trained compressed one."""
+    if isinstance(module, TABLE_TYPES):
+        return tuple(module.weight.shape)
+    table = _inner(module)
+    return table.num_embeddings, table.embedding_dim
+
+
+def _nbytes(module: nn.Module) -> int:
+    if isinstance(module, TABLE_TYPES):
+        return module.weight.numel() * module.weight.element_size()
+    return _inner(module).nbytes()
 
 
 def _modules_by_path(model: nn.Module) -> dict[str, nn.Module]:
@@ -190,7 +218,10 @@ def _check_module(path: str, module: nn.Module) -> None:
 
 
 def _kind(module: nn.Module) -> str:
-    return f"EmbeddingBag({module.mode})" if isinstance(module, nn.EmbeddingBag) else "Embedding"
+    if isinstance(module, TABLE_TYPES):
+        return f"EmbeddingBag({module.mode})" if isinstance(module, nn.EmbeddingBag) else "Embedding"
+    name = type(_inner(module)).__name__
+    return f"{name} in EmbeddingBag({module.mode})" if isinstance(module, CompressedEmbeddingBag) else name
 
 
 def _by_path(what: str, given: Any, tables: dict[str, list[str]]) -> dict[str, Any]:
@@ -215,7 +246,7 @@ def _budgets(budget: Any, ratio: Any, tables: dict[str, list[str]], modules: dic
         if isinstance(ratio, bool) or not isinstance(ratio, Real) or not ratio >= 1:
             raise SaecError(f"ratio must be a number >= 1 (the float table's bytes over the compressed table's), "
                             f"got {ratio!r}")
-        return {p: modules[p].weight.numel() * 4 / float(ratio) for p in tables}
+        return {p: _shape(modules[p])[0] * _shape(modules[p])[1] * 4 / float(ratio) for p in tables}
     if budget is None:
         return {}
     per = _by_path("budget", budget, tables) if isinstance(budget, Mapping) else {p: budget for p in tables}
@@ -265,7 +296,7 @@ def compress(model: nn.Module, method: str = "saec", counts: Mapping[str, Any] |
         raise SaecError(f"eligibility must be a number >= 1 (tables need eligibility * k rows), got {eligibility!r}")
     _check_settings(method, hyper, eligibility)
     modules = _modules_by_path(model)
-    all_tables = find_tables(model)
+    all_tables = find_tables(model, method)
     named = None if tables is None else _named_tables(tables, all_tables, modules)
     tables = all_tables
     counts = _by_path("counts", counts, tables)
@@ -279,7 +310,7 @@ def compress(model: nn.Module, method: str = "saec", counts: Mapping[str, Any] |
     plans: dict[str, tuple[dict[str, Any], np.ndarray | None, str]] = {}  # path -> (settings, counts, skipped)
     for path in tables:
         module = modules[path]
-        rows, dim = module.weight.shape
+        rows, dim = _shape(module)
         try:
             c = check_counts(counts.get(path), rows)
         except SaecError as e:
@@ -317,11 +348,11 @@ def compress(model: nn.Module, method: str = "saec", counts: Mapping[str, Any] |
     for path, paths in tables.items():
         module = modules[path]
         settings, c, skipped = plans[path]
-        rows, dim = module.weight.shape
-        before = module.weight.numel() * module.weight.element_size()
+        rows, dim = _shape(module)
+        before = _nbytes(module)
         report = TableReport(path, paths[1:], _kind(module), rows, dim, before, before, skipped=skipped)
         if not skipped:
-            table = from_float(method, module, counts=c, **settings)
+            table = from_float(method, _inner(module), counts=c, **settings)
             table.name = path
             replacements[id(module)] = _drop_in(table, module)
             report.method, report.settings = method, table.config()
@@ -345,9 +376,13 @@ def _with_default_knob(method: str, hyper: dict[str, Any], budgeted: bool) -> di
 
 def _drop_in(table: CompressedEmbedding, module: nn.Module) -> nn.Module:
     """``table`` in the form that takes ``module``'s calls."""
+    if isinstance(module, CompressedEmbeddingBag):
+        return CompressedEmbeddingBag(table, module.mode, module.padding_idx, module.include_last_offset)
+    if isinstance(module, PaddedEmbedding):
+        return PaddedEmbedding(table, module.padding_idx)
     if isinstance(module, nn.EmbeddingBag):
         return CompressedEmbeddingBag(table, module.mode, module.padding_idx, module.include_last_offset)
-    if module.padding_idx is not None:
+    if getattr(module, "padding_idx", None) is not None:  # an nn.Embedding's (a bare compressed table has none)
         return PaddedEmbedding(table, module.padding_idx)
     return table
 

@@ -46,6 +46,8 @@ CASES = {  # case -> (method, hyperparameters, counts)
     "tt": ("tt", {"rank": 3}, None),
     "dhe": ("dhe", {"hidden": 8, "num_hashes": 6}, None),
     "dhe-deep": ("dhe", {"hidden": 5, "num_hashes": 4, "layers": 2}, None),
+    "binary_ste": ("binary_ste", {}, None),
+    "binary": ("binary", {}, None),
     "saec": ("saec", {"k": 7}, None),
     "saec-sum": ("saec", {"k": 7, "grad_mode": "sum"}, None),
     "saec_int8": ("saec_int8", {"k": 7}, None),
@@ -575,6 +577,8 @@ TOLERANCE = {  # largest error per entry, given the largest row range of the tra
     "int8": lambda span: span / 255 / 2 * 1.01,
     "int4": lambda span: span / 15 / 2 * 1.01 + 1e-2,  # fp16 scale and bias
     "int2": lambda span: span / 3 / 2 * 1.01 + 1e-2,
+    # |w - mean|w| sign(w)| = ||w| - mean|w||: both lie between a row's smallest and largest |w|, at most its span apart
+    "binary": lambda span: span * 1.001 + 1e-3,
 }
 
 

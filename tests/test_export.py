@@ -18,7 +18,7 @@ from saec.export import example_ids, to_onnx
 from saec.onnx_model import OnnxModel
 from saec.io import load_model, save_model
 from saec.models import build_model
-from saec.nn.registry import METHODS, POST_TRAINING, from_float, make_embedding
+from saec.nn.registry import METHODS, POST_TRAINING, TRAINING_FORMS, from_float, make_embedding
 
 SCHEMA = Schema([Field("user", 8), Field("genres", 8, multi_valued=True), Field("city", 4, multi_valued=True,
                                                                                pooling="sum")], label="y")
@@ -36,7 +36,9 @@ def model_with(method: str, name: str = "dssm") -> torch.nn.Module:
             continue
         else:
             few = {"num_hashes": 4} if method == "dhe" else {}  # its default 32 hashes alone outweigh these tables
-            new = make_embedding(method, SIZES[f.name], f.dim, budget_bytes=SIZES[f.name] * f.dim * 2, seed=3, **few)
+            # training forms (binary_ste, ...) are full-size tables: no budget
+            budget = {} if method in TRAINING_FORMS else {"budget_bytes": SIZES[f.name] * f.dim * 2}
+            new = make_embedding(method, SIZES[f.name], f.dim, seed=3, **budget, **few)
             with torch.no_grad():  # away from the tiny init, so differences would show
                 for p in new.parameters():
                     p.normal_(0, 0.5, generator=torch.Generator().manual_seed(5))

@@ -78,7 +78,7 @@ def build_compressed_model(
     schema: Schema,
     vocabs: Mapping[str, Vocabulary],
     method: str,
-    ratio: float,
+    ratio: float | None,
     *,
     min_rows: int = SMALL_FIELD_ROWS,
     budget: str = "params",
@@ -98,7 +98,9 @@ def build_compressed_model(
         vocabs: every field's vocabulary (sizes and frequency counts).
         method: a method trained compressed from scratch (:data:`saec.nn.registry.FROM_SCRATCH`); the
             post-training ones compress a trained model instead (:func:`saec.compress`).
-        ratio: target compression ratio of each large field's table, >= 1.
+        ratio: target compression ratio of each large field's table, >= 1; None: no budget, every large field
+            gets the method's table at its given (or default) hyperparameters (a training form such as
+            ``binary_ste``, whose stored form :func:`saec.compress` makes afterwards).
         hyper: the method's other hyperparameters (not its budget knob).
     """
     if method in POST_TRAINING:
@@ -106,7 +108,7 @@ def build_compressed_model(
                         f"compress it with saec.compress(model, {method!r}, ...); methods trained compressed from "
                         f"scratch are {list(FROM_SCRATCH)}")
     fields = large_fields(schema, vocabs, min_rows)
-    if isinstance(ratio, bool) or not isinstance(ratio, Real) or not 1 <= ratio < math.inf:
+    if ratio is not None and (isinstance(ratio, bool) or not isinstance(ratio, Real) or not 1 <= ratio < math.inf):
         raise SaecError(f"ratio must be a number >= 1, got {ratio!r}")
     if budget not in ("params", "bytes"):
         raise SaecError(f"budget must be 'params' or 'bytes', got {budget!r}")
@@ -121,7 +123,8 @@ def build_compressed_model(
             table = make_embedding(method, v, dim, counts=vocabs[name_].counts,
                                    seed=cfg["seed"] + schema.names.index(name_),
                                    init_std=cfg["init_std"], **sparse,
-                                   **{f"budget_{budget}": math.floor(size / ratio)}, **(hyper or {}))
+                                   **({} if ratio is None else {f"budget_{budget}": math.floor(size / ratio)}),
+                                   **(hyper or {}))
         except ValueError as e:
             raise SaecError(f"field {name_!r} ({v} x {dim}): {e}") from None
         model.embeddings.replace(name_, table)

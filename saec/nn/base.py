@@ -20,6 +20,8 @@ PRIME = 2**31 - 1
 """Modulus of :func:`universal_hash` (a Mersenne prime: ``a * id`` stays below 2**62, inside int64)."""
 MAX_EMBEDDINGS = PRIME
 """Largest ``num_embeddings`` a compressed table accepts (ids must stay below :data:`PRIME`)."""
+MATERIALISE_ROWS = 2**16
+"""Rows of a trained compressed table looked up at a time when a post-training method reads all of them."""
 
 
 # -- argument checks (the shared ones live in saec.config) -----------------------------------
@@ -169,7 +171,9 @@ class CompressedEmbedding(nn.Module, abc.ABC):
 
         Args:
             module: an ``nn.Embedding``, ``nn.EmbeddingBag`` or :class:`~saec.nn.full.FullEmbedding`
-                (its weight is read, never changed), or the (rows x dim) weight itself.
+                (its weight is read, never changed), or the (rows x dim) weight itself; or a trained table of
+                another method (the method's training form, e.g. ``binary_ste`` for ``binary``: see
+                ``_from_table``).
             budget: bytes the table may take; the method's size knob (Saec's ``k``) is set to the largest
                 value that fits (see :mod:`saec.nn.registry`). Not together with that knob.
             counts: per-row frequencies (Saec clusters the most frequent rows); None means row order is
@@ -179,19 +183,40 @@ class CompressedEmbedding(nn.Module, abc.ABC):
         if cls._from_weight.__func__ is CompressedEmbedding._from_weight.__func__:
             raise SaecTypeError(f"{cls.__name__} is trained compressed from scratch; it has no from_float "
                                 f"(post-training methods: see saec.nn.registry.POST_TRAINING)")
+        from saec.nn.full import FullEmbedding
         from saec.nn.registry import fit_for_class  # the registry knows every method's budget knob
 
-        weight = float_weight(module)
-        v, d = weight.shape
+        trained = isinstance(module, CompressedEmbedding) and not isinstance(module, FullEmbedding)
+        if trained:  # a table trained in another method's form (binary_ste for binary, ...): _from_table reads it
+            v, d = module.num_embeddings, module.embedding_dim
+        else:
+            weight = float_weight(module)
+            v, d = weight.shape
         counts = check_counts(counts, v)
         if budget is not None:
             hyper = fit_for_class(cls, v, d, budget_bytes=budget, counts=counts, **hyper)
+        if trained:
+            return cls._from_table(module, counts=counts, **hyper)
         return cls._from_weight(weight, counts=counts, **hyper)
 
     @classmethod
     def _from_weight(cls, weight: torch.Tensor, *, counts: np.ndarray | None, **hyper: Any) -> "CompressedEmbedding":
         """(post-training methods) The table for a (v x d) float32 ``weight``; only overrides are called."""
         raise SaecTypeError(f"{cls.__name__} has no from_float")
+
+    @classmethod
+    def _from_table(cls, table: "CompressedEmbedding", *, counts: np.ndarray | None,
+                    **hyper: Any) -> "CompressedEmbedding":
+        """(post-training methods) The table for a trained compressed ``table`` of another method.
+
+        By default its rows are materialised (:data:`MATERIALISE_ROWS` ids at a time, no gradients) and given to
+        ``_from_weight``. A method whose training form is another table (:attr:`~saec.nn.registry.Method.trained_with`:
+        ``binary`` of ``binary_ste``, ...) overrides this to read that form's own state.
+        """
+        with torch.no_grad():
+            weight = torch.cat([table.embed(torch.arange(lo, min(lo + MATERIALISE_ROWS, table.num_embeddings)))
+                                for lo in range(0, table.num_embeddings, MATERIALISE_ROWS)]).float()
+        return cls._from_weight(weight, counts=counts, **hyper)
 
     def config(self) -> dict[str, Any]:
         """Plain keyword arguments (ints, floats, strings, bools, lists) from which :meth:`from_config`

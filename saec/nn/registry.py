@@ -21,6 +21,7 @@ from numbers import Real
 from typing import Any, Callable, Mapping, Sequence
 
 from saec.errors import SaecError, SaecTypeError
+from saec.nn.binary import BinaryEmbedding, BinarySTEEmbedding
 from saec.nn.clustered import ClusteredEmbedding, QuantizedClusteredEmbedding
 from saec.nn.dhe import DHEEmbedding
 from saec.nn.double_hashing import DoubleHashEmbedding
@@ -68,6 +69,10 @@ class Method:
         post_training: built from a trained float table (:func:`from_float`); its ``from_float``-only
             settings (Saec's ``top_n``, ``init``, ...) are hyperparameters too, but :func:`make_embedding`
             builds a fresh table of the structure only.
+        trained_with: (post-training methods) the method trained from scratch whose trained tables this one
+            is the stored form of (``binary`` of ``binary_ste``): :func:`from_float` and :func:`saec.compress`
+            take tables of that method as well as float ones, and benchmarks train that form first. None: the
+            method compresses trained float tables.
     """
 
     cls: type[CompressedEmbedding]
@@ -76,6 +81,7 @@ class Method:
     fixed: Mapping[str, Any] = field(default_factory=dict)
     tied: tuple[str, ...] = ()
     post_training: bool = False
+    trained_with: str | None = None
 
     def structure(self) -> list[str]:
         """Constructor hyperparameters: what :func:`make_embedding` accepts as ``**hyper``."""
@@ -147,11 +153,20 @@ METHODS: dict[str, Method] = {
     "dhe": Method(DHEEmbedding, (Knob("hidden", lambda v, d: range(1, 2**16 + 1)),),
                   "no table: an MLP of m hashes of the id (deep hash embedding, Kang et al.); a budget sets the width "
                   "(and m, which defaults to it)"),
+    "binary_ste": Method(BinarySTEEmbedding, (), "the training form of binary: a float table looked up as mean|row| "
+                         "* sign(row), straight-through gradient (L2Q-GCN; survey §2.1); a full table's bytes"),
+    "binary": Method(BinaryEmbedding, (), "1 bit per weight + a float16 scale per row, from a trained binary_ste (or "
+                     "any float) table (survey §2.1)", post_training=True, trained_with="binary_ste"),
 }
 POST_TRAINING: tuple[str, ...] = tuple(name for name, spec in METHODS.items() if spec.post_training)
 """Methods built from a trained float table with :func:`from_float`."""
 FROM_SCRATCH: tuple[str, ...] = tuple(name for name, spec in METHODS.items() if not spec.post_training)
 """Methods whose tables are trained compressed from the start (and ``"full"``, their reference)."""
+TRAINING_FORMS: tuple[str, ...] = tuple(spec.trained_with for spec in METHODS.values() if spec.trained_with)
+"""Methods trained from scratch whose tables a post-training method stores (``binary_ste`` for ``binary``)."""
+for _name, _spec in METHODS.items():
+    if _spec.trained_with is not None and (not _spec.post_training or _spec.trained_with not in FROM_SCRATCH):
+        raise AssertionError(f"{_name}: trained_with must name a method trained from scratch")
 
 
 # MEmCom's comparators (Pansare et al., §5): report label -> (method in METHODS, fixed hyperparameters); the
@@ -341,5 +356,5 @@ def _largest_fitting(size: Callable[[Any], int], values: Sequence[Any], budget: 
     return values[lo]
 
 
-__all__ = ["FROM_SCRATCH", "METHODS", "PAPER_VARIANTS", "POST_TRAINING", "Knob", "Method", "fit_for_class", "fit_hyperparameters",
+__all__ = ["FROM_SCRATCH", "METHODS", "PAPER_VARIANTS", "POST_TRAINING", "TRAINING_FORMS", "Knob", "Method", "fit_for_class", "fit_hyperparameters",
            "footprint", "from_float", "make_embedding", "method_of"]
