@@ -322,7 +322,7 @@ def compress(model: nn.Module, method: str = "saec", counts: Mapping[str, Any] |
             plans[path] = ({}, c, f"rows < min_rows={min_rows}")
             continue
         _check_module(path, module)
-        knobbed = _with_default_knob(method, {**hyper, **table_hyper.get(path, {})}, path in budgets)
+        knobbed = _with_default_knob(method, {**hyper, **table_hyper.get(path, {})}, path in budgets, _inner(module))
         if eligibility and named is None and "k" in knobbed and rows < eligibility * knobbed["k"]:
             # Saec §2.2.1: only fields of >= eligibility * k features are clustered
             plans[path] = ({}, c, f"rows < eligibility x k = {eligibility:g} x {knobbed['k']}")
@@ -364,14 +364,17 @@ def compress(model: nn.Module, method: str = "saec", counts: Mapping[str, Any] |
     return copy.deepcopy(model, dict(replacements)), CompressionReport(method, reports)
 
 
-def _with_default_knob(method: str, hyper: dict[str, Any], budgeted: bool) -> dict[str, Any]:
+def _with_default_knob(method: str, hyper: dict[str, Any], budgeted: bool, module: nn.Module) -> dict[str, Any]:
     """``hyper`` with the method's size knob at its ``from_float`` default (Saec: k = 100) unless given or set
-    by a budget."""
+    by a budget; for a table trained in the method's training form that has the knob too (MEmCom's ``num_buckets``
+    for ``memcom_int8``), that table's value."""
     spec = METHODS[method]
     if budgeted or not spec.knobs or spec.knobs[0].name in hyper:
         return hyper
     knob = spec.knobs[0].name
-    return {knob: inspect.signature(spec.cls._from_weight).parameters[knob].default, **hyper}
+    own = module.config() if isinstance(module, CompressedEmbedding) else {}
+    default = own[knob] if knob in own else inspect.signature(spec.cls._from_weight).parameters[knob].default
+    return {knob: default, **hyper}
 
 
 def _drop_in(table: CompressedEmbedding, module: nn.Module) -> nn.Module:

@@ -114,8 +114,12 @@ def rows_module(table: nn.Module) -> nn.Module:
         return CodebookRows(table.mask, rows_module(table.codebook))
     if isinstance(table, ClusteredEmbedding):
         return CodebookRows(table.mask, GatherRows(table.codebook))
+    from saec.nn.memcom_int8 import MEmComInt8Embedding
     from saec.nn.mixed_dim import MixedDimEmbedding
     from saec.nn.tt import TTEmbedding
+
+    if isinstance(table, MEmComInt8Embedding):
+        return MEmComInt8Rows(table)
 
     if isinstance(table, MixedDimEmbedding):
         return MixedDimRows(table)
@@ -134,6 +138,20 @@ class EmbedRows(nn.Module):
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         return self.table.embed(ids)
+
+
+class MEmComInt8Rows(nn.Module):
+    """MEmCom's rows with an int8 ``U`` (:mod:`saec.nn.memcom_int8`): ``U`` dequantized in-graph, times ``V`` (+ ``W``)."""
+
+    def __init__(self, table: nn.Module) -> None:
+        super().__init__()
+        self.U, self.num_buckets, self.bias = RowwiseDequant(table.U), table.num_buckets, table.bias
+        self.register_buffer("V", table.V)
+        self.register_buffer("W", table.W)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        out = self.U(ids % self.num_buckets) * self.V[ids].float().unsqueeze(-1)
+        return out + self.W[ids].float().unsqueeze(-1) if self.bias else out
 
 
 class MixedDimRows(nn.Module):

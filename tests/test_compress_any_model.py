@@ -77,14 +77,20 @@ def trained():
 
 
 HYPER = {"saec": {"k": 50, "eligibility": 10}, "saec_int8": {"k": 50, "eligibility": 10}}
-TOLERANCE = {"saec": 0.05, "saec_int8": 0.05, "pq": 0.02, "fp16": 1e-3, "int8": 0.02, "int4": 0.2, "int2": 1.0, "binary": 1e-2}
+TOLERANCE = {"saec": 0.05, "saec_int8": 0.05, "pq": 0.02, "fp16": 1e-3, "int8": 0.02, "int4": 0.2, "int2": 1.0, "binary": 1e-2, "memcom_int8": 0.05}
 
 
 def binarized(w):
     return w.abs().mean(1, keepdim=True) * torch.where(w >= 0, 1.0, -1.0)
 
 
-REFERENCE = {"binary": binarized}  # methods whose rows are not approximations of the float rows: the rows they stand for
+def memcom_fit(w, m=1000):
+    """MEmCom's least-squares fit (U: the rows of ids 0..m-1; V: each row's projection on its U row)."""
+    u = w[:m][torch.arange(len(w)) % m]
+    return u * ((w * u).sum(1) / (u * u).sum(1).clamp(min=1e-30)).unsqueeze(1)
+
+
+REFERENCE = {"binary": binarized, "memcom_int8": memcom_fit}  # methods whose rows are not approximations of the float rows: the rows they stand for
 
 
 def reference(trained, method):

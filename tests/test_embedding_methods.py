@@ -48,6 +48,8 @@ CASES = {  # case -> (method, hyperparameters, counts)
     "dhe-deep": ("dhe", {"hidden": 5, "num_hashes": 4, "layers": 2}, None),
     "binary_ste": ("binary_ste", {}, None),
     "binary": ("binary", {}, None),
+    "memcom_int8": ("memcom_int8", {"num_buckets": 7}, None),
+    "memcom_int8-bias": ("memcom_int8", {"num_buckets": 7, "bias": True}, None),
     "saec": ("saec", {"k": 7}, None),
     "saec-sum": ("saec", {"k": 7, "grad_mode": "sum"}, None),
     "saec_int8": ("saec_int8", {"k": 7}, None),
@@ -541,7 +543,7 @@ def clustered_weight(rows=3000, dim=16, centers=6, noise=1e-3, seed=0):
     return c[torch.randint(0, centers, (rows,), generator=g)] + noise * torch.randn(rows, dim, generator=g)
 
 
-POST_TRAINING_HYPER = {"saec": {"k": 6}, "saec_int8": {"k": 6}}
+POST_TRAINING_HYPER = {"saec": {"k": 6}, "saec_int8": {"k": 6}, "memcom_int8": {"num_buckets": 3000}}
 
 
 @pytest.mark.parametrize("method", POST_TRAINING)
@@ -579,6 +581,8 @@ TOLERANCE = {  # largest error per entry, given the largest row range of the tra
     "int2": lambda span: span / 3 / 2 * 1.01 + 1e-2,
     # |w - mean|w| sign(w)| = ||w| - mean|w||: both lie between a row's smallest and largest |w|, at most its span apart
     "binary": lambda span: span * 1.001 + 1e-3,
+    # m = v: every row its own U row and V = 1 (the least-squares fit): int8's error, and V's float16 rounding of 1 (exact)
+    "memcom_int8": lambda span: span / 255 / 2 * 1.01,
 }
 
 
@@ -592,7 +596,7 @@ def test_post_training_budget_picks_the_largest_setting_that_fits(method):
         with pytest.raises(SaecError, match=f"budget_bytes={size - 1} is too small for method '{method}'"):
             from_float(method, weight, budget=size - 1)
         return
-    budget = 2000 * 8 * 4 // 20
+    budget = 2000 * 8 * 4 // (8 if method == "memcom_int8" else 20)  # its float16 V alone is 1/16 of 8-dim rows
     table = from_float(method, weight, budget=budget)
     knob = spec.knobs[0].name
     bigger = spec.cls.footprint(2000, 8, **{**spec.fixed, **table.config(), knob: getattr(table, knob) + 1}).nbytes

@@ -31,13 +31,14 @@ def model_with(method: str, name: str = "dssm") -> torch.nn.Module:
     for f in SCHEMA.fields:
         table = model.embeddings.tables[f.name]
         if method in POST_TRAINING:
-            new = from_float(method, table.weight, **({"k": 7} if method.startswith("saec") else {}))
+            new = from_float(method, table.weight, **({"k": 7} if method.startswith("saec") else
+                                                      {"num_buckets": 9} if method == "memcom_int8" else {}))
         elif method == "full":
             continue
         else:
             few = {"num_hashes": 4} if method == "dhe" else {}  # its default 32 hashes alone outweigh these tables
-            # training forms (binary_ste, ...) are full-size tables: no budget
-            budget = {} if method in TRAINING_FORMS else {"budget_bytes": SIZES[f.name] * f.dim * 2}
+            # training forms without a knob (binary_ste, ...) are full-size tables: no budget
+            budget = {} if method in TRAINING_FORMS and not METHODS[method].knobs else {"budget_bytes": SIZES[f.name] * f.dim * 2}
             new = make_embedding(method, SIZES[f.name], f.dim, seed=3, **budget, **few)
             with torch.no_grad():  # away from the tiny init, so differences would show
                 for p in new.parameters():

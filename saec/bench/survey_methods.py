@@ -41,6 +41,25 @@ def _large_bytes(model: Any, names: list[str]) -> int:
     return int(sum(v for n, v in model.embeddings.table_bytes().items() if n in names))
 
 
+def _post_training(trained: Any, method: str, counts: dict[str, Any], ratio: float, large: list[str],
+                   row: dict[str, Any]) -> Any:
+    """``trained`` with its large tables compressed by ``method`` at 1/``ratio`` of their float bytes; a method of
+    fixed size (float16, row-wise integers, binary) that cannot reach that runs at its own size, noted in ``row``."""
+    import saec
+    from saec.nn.registry import METHODS
+
+    tables = [f"embeddings.tables.{n}" for n in large]
+    # Saec clusters every large table here (eligibility 1: k at most its rows), as the budget asks
+    hyper = {"eligibility": 1.0} if method.startswith("saec") else {}
+    try:
+        return saec.compress(trained, method, counts=counts, ratio=ratio, tables=tables, **hyper)[0]
+    except SaecError as e:
+        if METHODS[method].knobs:
+            raise
+        row["fixed_size"] = str(e)[:200]
+        return saec.compress(trained, method, counts=counts, tables=tables)[0]
+
+
 def run(cfg: SurveyConfig, command: list[str], progress: bool = True) -> dict[str, Any]:
     """Train and measure every method; the raw record as plain data."""
     import torch
@@ -81,29 +100,18 @@ def run(cfg: SurveyConfig, command: list[str], progress: bool = True) -> dict[st
                 model, row["train_s"] = full, full_s
             elif METHODS[method].trained_with:  # train its training form (binary_ste, ...), then store it
                 row["trained"] = f"{METHODS[method].trained_with}, then post-training"
-                form = build_compressed_model("dssm", task.schema, task.vocabs, METHODS[method].trained_with,
-                                              ratio=None, hidden=cfg.hidden, seed=cfg.seed)
+                form = build_compressed_model("dssm", task.schema, task.vocabs, method, ratio=cfg.ratio,
+                                              budget="bytes", hidden=cfg.hidden, seed=cfg.seed)
                 row["train_s"] = train(form)
                 t = time.perf_counter()
-                model, _ = saec.compress(form, method, counts=counts, ratio=cfg.ratio,
-                                         tables=[f"embeddings.tables.{n}" for n in large])
+                model = _post_training(form, method, counts, cfg.ratio, large, row)
                 row["compress_s"] = time.perf_counter() - t
             elif method in FROM_SCRATCH:
                 model = build_compressed_model("dssm", task.schema, task.vocabs, method, ratio=cfg.ratio,
                                                budget="bytes", hidden=cfg.hidden, seed=cfg.seed)
                 row["train_s"] = train(model)
             else:
-                # Saec clusters every large table here (eligibility 1: k at most its rows), as the budget asks
-                hyper = {"eligibility": 1.0} if method.startswith("saec") else {}
-                try:
-                    model, _ = saec.compress(full, method, counts=counts, ratio=cfg.ratio, tables=[
-                        f"embeddings.tables.{n}" for n in large], **hyper)
-                except SaecError as e:
-                    if METHODS[method].knobs:
-                        raise
-                    row["fixed_size"] = str(e)[:200]  # float16 and row-wise integers: their one size
-                    model, _ = saec.compress(full, method, counts=counts, tables=[
-                        f"embeddings.tables.{n}" for n in large])
+                model = _post_training(full, method, counts, cfg.ratio, large, row)
                 row["compress_s"] = time.perf_counter() - t
         except SaecError as e:
             row["error"] = str(e)[:300]

@@ -16,7 +16,7 @@ from saec.models.deepfm import DeepFM
 from saec.models.dssm import DSSM
 from saec.models.ranking import PointwiseRanker, RankNet
 from saec.nn.collection import EmbeddingBagCollection
-from saec.nn.registry import FROM_SCRATCH, METHODS, POST_TRAINING, make_embedding
+from saec.nn.registry import FROM_SCRATCH, METHODS, POST_TRAINING, fit_hyperparameters, make_embedding
 
 SMALL_FIELD_ROWS = 1000
 """Fields with fewer features than this keep a full table in :func:`build_compressed_model`.
@@ -96,17 +96,24 @@ def build_compressed_model(
     Args:
         name, schema, model_kwargs: as for :func:`build_model` (``hidden``, ``dropout``, ``seed``, ...).
         vocabs: every field's vocabulary (sizes and frequency counts).
-        method: a method trained compressed from scratch (:data:`saec.nn.registry.FROM_SCRATCH`); the
-            post-training ones compress a trained model instead (:func:`saec.compress`).
+        method: a method trained compressed from scratch (:data:`saec.nn.registry.FROM_SCRATCH`); or a
+            post-training method with a training form of its own (``binary``, ``memcom_int8``: see
+            :attr:`saec.nn.registry.Method.trained_with`), for which the model holds that form (``binary_ste``,
+            ``memcom``) sized so that :func:`saec.compress` of the trained model at the same ratio fits (only
+            ``budget="bytes"``); the other post-training methods compress a trained model instead.
         ratio: target compression ratio of each large field's table, >= 1; None: no budget, every large field
-            gets the method's table at its given (or default) hyperparameters (a training form such as
-            ``binary_ste``, whose stored form :func:`saec.compress` makes afterwards).
+            gets the method's table at its given (or default) hyperparameters.
         hyper: the method's other hyperparameters (not its budget knob).
     """
+    stored = None  # a post-training method with a training form: the form is built, sized for the stored one
     if method in POST_TRAINING:
-        raise SaecError(f"method {method!r} is built from a trained table: train a model with build_model, then "
-                        f"compress it with saec.compress(model, {method!r}, ...); methods trained compressed from "
-                        f"scratch are {list(FROM_SCRATCH)}")
+        if not METHODS[method].trained_with:
+            raise SaecError(f"method {method!r} is built from a trained table: train a model with build_model, then "
+                            f"compress it with saec.compress(model, {method!r}, ...); methods trained compressed from "
+                            f"scratch are {list(FROM_SCRATCH)}")
+        stored, method = method, METHODS[method].trained_with
+        if ratio is not None and budget != "bytes":
+            raise SaecError(f"method {stored!r} is sized by the bytes of what it stores: pass budget='bytes'")
     fields = large_fields(schema, vocabs, min_rows)
     if ratio is not None and (isinstance(ratio, bool) or not isinstance(ratio, Real) or not 1 <= ratio < math.inf):
         raise SaecError(f"ratio must be a number >= 1, got {ratio!r}")
@@ -119,16 +126,29 @@ def build_compressed_model(
     for name_ in fields:
         v, dim = len(vocabs[name_]), schema[name_].dim
         size = v * dim * (1 if budget == "params" else 4)
+        sizing = {} if ratio is None else {f"budget_{budget}": math.floor(size / ratio)}
         try:
+            if stored is not None:
+                sizing = _training_form_sizing(stored, v, dim, vocabs[name_].counts, sizing)
             table = make_embedding(method, v, dim, counts=vocabs[name_].counts,
                                    seed=cfg["seed"] + schema.names.index(name_),
-                                   init_std=cfg["init_std"], **sparse,
-                                   **({} if ratio is None else {f"budget_{budget}": math.floor(size / ratio)}),
-                                   **(hyper or {}))
+                                   init_std=cfg["init_std"], **sparse, **sizing, **(hyper or {}))
         except ValueError as e:
             raise SaecError(f"field {name_!r} ({v} x {dim}): {e}") from None
         model.embeddings.replace(name_, table)
     return model
+
+
+def _training_form_sizing(stored: str, v: int, dim: int, counts: Any, sizing: dict[str, Any]) -> dict[str, Any]:
+    """The hyperparameters of ``stored``'s training form that make ``stored`` fit ``sizing`` (its budget in bytes):
+    the stored method's knobs, fitted to the budget, that the training form takes too (MEmCom's ``num_buckets`` for
+    ``memcom_int8``). A stored form of fixed size (``binary``) gives none: its form is built at its defaults."""
+    spec = METHODS[stored]
+    if not sizing or not spec.knobs:
+        return {}
+    fitted = fit_hyperparameters(stored, v, dim, counts=counts, **sizing)
+    form = set(METHODS[spec.trained_with].structure())
+    return {k: fitted[k] for k in (knob.name for knob in spec.knobs) if k in form and k in fitted}
 
 
 def model_config(model: nn.Module) -> dict[str, Any]:

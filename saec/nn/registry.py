@@ -31,6 +31,7 @@ from saec.nn.base import CompressedEmbedding, Footprint, check_int
 from saec.nn.hashing import HashEmbedding
 from saec.nn.low_dim import LowDimEmbedding
 from saec.nn.memcom import MEmComEmbedding
+from saec.nn.memcom_int8 import MEmComInt8Embedding
 from saec.nn.mixed_dim import MixedDimEmbedding
 from saec.nn.pq import ProductQuantizedEmbedding
 from saec.nn.qr import QREmbedding
@@ -157,6 +158,9 @@ METHODS: dict[str, Method] = {
                          "* sign(row), straight-through gradient (L2Q-GCN; survey §2.1); a full table's bytes"),
     "binary": Method(BinaryEmbedding, (), "1 bit per weight + a float16 scale per row, from a trained binary_ste (or "
                      "any float) table (survey §2.1)", post_training=True, trained_with="binary_ste"),
+    "memcom_int8": Method(MEmComInt8Embedding, (_BUCKETS,), "MEmCom with a row-wise int8 U and float16 V, W, from a "
+                          "trained memcom (or any float) table (survey §5.2 hybrid; MEmCom App. A.2); a budget sets m",
+                          post_training=True, trained_with="memcom"),
 }
 POST_TRAINING: tuple[str, ...] = tuple(name for name, spec in METHODS.items() if spec.post_training)
 """Methods built from a trained float table with :func:`from_float`."""
