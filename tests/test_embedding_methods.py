@@ -46,6 +46,9 @@ CASES = {  # case -> (method, hyperparameters, counts)
     "tt": ("tt", {"rank": 3}, None),
     "dhe": ("dhe", {"hidden": 8, "num_hashes": 6}, None),
     "dhe-deep": ("dhe", {"hidden": 5, "num_hashes": 4, "layers": 2}, None),
+    "freq_dim": ("freq_dim", {"base_dim": 8}, None),
+    "freq_dim-counts": ("freq_dim", {"base_dim": 6, "shares": [0.3, 0.6, 0.9]}, SHUFFLED),
+    "freq_dim-zero": ("freq_dim", {"base_dim": 2}, SHUFFLED[::-1].copy()),  # widths 2, 1, 0, 0
     "saec": ("saec", {"k": 7}, None),
     "saec-sum": ("saec", {"k": 7, "grad_mode": "sum"}, None),
     "saec_int8": ("saec_int8", {"k": 7}, None),
