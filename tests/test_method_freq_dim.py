@@ -114,8 +114,11 @@ def test_zero_width_groups_share_one_row_that_learns(counts):
     assert table.tables[table.block_of[0]].weight.grad.abs().sum() == 0  # the other groups untouched
 
 
-@pytest.mark.parametrize("hyper,counts", [({"base_dim": 8}, None), ({"base_dim": 5}, TIES),
-                                          ({"base_dim": 1}, TIES), ({"dims": [7, 3, 3, 0]}, CASES["shuffled distinct"][0]),
+SHUFFLED = CASES["shuffled distinct"][0]
+
+
+@pytest.mark.parametrize("hyper,counts", [({"base_dim": 8}, None), ({"base_dim": 5}, TIES), ({"base_dim": 1}, TIES),
+                                          ({"dims": [7, 3, 3, 0]}, SHUFFLED),
                                           ({"base_dim": 4, "fractions": [1, 1, 0.5, 0]}, None),
                                           ({"base_dim": 3, "shares": []}, TIES)])
 def test_reported_sizes_are_the_real_tensors(hyper, counts):

@@ -171,7 +171,8 @@ class FrequencyGroupEmbedding(CompressedEmbedding):
         self.shares = check_shares(shares)
         K = len(self.shares) + 1
         self.dims = group_dims(self.embedding_dim, K, base_dim, fractions, dims)
-        self.base_dim = self.embedding_dim if base_dim is None else int(base_dim)
+        e = self.embedding_dim
+        self.base_dim = e if base_dim is None else check_int("base_dim", base_dim, 1, e)
         self.fractions = None if fractions is None else [float(f) for f in fractions]
         self.sizes, head = group_plan(self.num_embeddings, self.shares, counts, sizes)
         self.register_buffer("group_ids", None if head is None else torch.from_numpy(head))
