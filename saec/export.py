@@ -29,6 +29,7 @@ from torch import nn
 
 from saec.data.vocab import PAD_ID
 from saec.errors import SaecError
+from saec.nn.mixed_dim import block_vectors
 from saec.nn.quantized import _CODES_PER_BYTE, _SCALE_BIAS, QuantizedEmbedding
 
 OPSET = 18
@@ -166,9 +167,7 @@ class MixedDimRows(nn.Module):
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         out = None
         for k, (lo, hi) in enumerate(self.bounds):
-            x = self.table.tables[k]((ids - lo).clamp(0, hi - lo - 1))
-            if str(k) in self.table.projections:
-                x = x @ self.table.projections[str(k)]
+            x = block_vectors(self.table.tables, self.table.projections, k, (ids - lo).clamp(0, hi - lo - 1))
             inside = ((ids >= lo) & (ids < hi)).unsqueeze(-1)
             out = x if out is None else torch.where(inside, x, out)
         return out

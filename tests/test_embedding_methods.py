@@ -50,6 +50,9 @@ CASES = {  # case -> (method, hyperparameters, counts)
     "binary": ("binary", {}, None),
     "memcom_int8": ("memcom_int8", {"num_buckets": 7}, None),
     "memcom_int8-bias": ("memcom_int8", {"num_buckets": 7, "bias": True}, None),
+    "freq_dim": ("freq_dim", {"base_dim": 8}, None),
+    "freq_dim-counts": ("freq_dim", {"base_dim": 6, "shares": [0.3, 0.6, 0.9]}, SHUFFLED),
+    "freq_dim-zero": ("freq_dim", {"base_dim": 2}, SHUFFLED[::-1].copy()),  # widths 2, 1, 0, 0
     "saec": ("saec", {"k": 7}, None),
     "saec-sum": ("saec", {"k": 7, "grad_mode": "sum"}, None),
     "saec_int8": ("saec_int8", {"k": 7}, None),

@@ -57,6 +57,32 @@ def block_plan(v: int, d: int, base_dim: int | None, num_blocks: int, alpha: flo
     return offsets, dims
 
 
+# -- blocks of rows projected to the field width (shared with saec.nn.freq_dim) ------------------------
+def projected_blocks(gen: torch.Generator, shapes: Sequence[tuple[int, int]], e: int, init_std: float,
+                     sparse: bool) -> tuple[nn.ModuleList, nn.ParameterDict]:
+    """Block k of ``shapes`` (rows n_k, width d_k, 1 <= d_k <= e): an ``n_k x d_k`` table drawn from
+    N(0, init_std^2) and, when ``d_k < e``, a bias-free ``d_k x e`` projection drawn from N(0, 1 / d_k) right
+    after it (so a block's vectors start at the scale of a full-width row). Returns (the tables, the
+    projections keyed by ``str(k)``; a full-width block has none)."""
+    tables, projections = nn.ModuleList(), nn.ParameterDict()
+    for k, (n_k, d_k) in enumerate(shapes):
+        tables.append(seeded_table(gen, n_k, d_k, init_std, sparse))
+        if d_k < e:
+            projections[str(k)] = nn.Parameter(torch.randn(d_k, e, generator=gen) / d_k**0.5)
+    return tables, projections
+
+
+def block_vectors(tables: nn.ModuleList, projections: nn.ParameterDict, k: int, rows: torch.Tensor) -> torch.Tensor:
+    """The e-wide vectors of ``rows`` of block ``k`` (its table's rows, projected if narrower than e)."""
+    x = tables[k](rows)
+    return x @ projections[str(k)] if str(k) in projections else x
+
+
+def blocks_params(shapes: Sequence[tuple[int, int]], e: int) -> int:
+    """Parameters of :func:`projected_blocks`: ``sum_k n_k d_k + sum_{k: d_k < e} d_k e``."""
+    return sum(n * dk for n, dk in shapes) + sum(dk * e for _, dk in shapes if dk < e)
+
+
 class MixedDimEmbedding(CompressedEmbedding):
     """Blocks of frequency-ranked ids with decreasing dimensions, each projected to e.
 
@@ -82,23 +108,16 @@ class MixedDimEmbedding(CompressedEmbedding):
         self.base_dim = self.embedding_dim if base_dim is None else int(base_dim)
         self.num_blocks, self.alpha = int(num_blocks), float(alpha)
         sparse = check_bool("sparse", sparse)
-        gen = generator(seed)
-        self.tables = nn.ModuleList()
-        self.projections = nn.ParameterDict()
-        for k, (n_k, d_k) in enumerate(zip(np.diff(self.offsets).tolist(), self.dims)):
-            self.tables.append(seeded_table(gen, n_k, d_k, init_std, sparse))
-            if d_k < self.embedding_dim:
-                P = torch.randn(d_k, self.embedding_dim, generator=gen) / d_k**0.5
-                self.projections[str(k)] = nn.Parameter(P)
+        shapes = list(zip(np.diff(self.offsets).tolist(), self.dims))
+        self.tables, self.projections = projected_blocks(generator(seed), shapes, self.embedding_dim, init_std, sparse)
 
     def embed(self, ids: torch.Tensor) -> torch.Tensor:
         positions, vectors = [], []
-        for k, table in enumerate(self.tables):
+        for k in range(len(self.tables)):
             lo, hi = self.offsets[k], self.offsets[k + 1]
             pos = ((ids >= lo) & (ids < hi)).nonzero().squeeze(1)
-            x = table(ids[pos] - lo)
             positions.append(pos)
-            vectors.append(x @ self.projections[str(k)] if str(k) in self.projections else x)
+            vectors.append(block_vectors(self.tables, self.projections, k, ids[pos] - lo))
         out = torch.zeros(len(ids), self.embedding_dim, dtype=vectors[0].dtype, device=ids.device)
         return out.index_copy(0, torch.cat(positions), torch.cat(vectors))
 
@@ -106,12 +125,11 @@ class MixedDimEmbedding(CompressedEmbedding):
     def _size(cls, v: int, d: int, *, base_dim: int | None = None, num_blocks: int = 4, alpha: float = 0.5,
               dims: Sequence[int] | None = None, counts: Any = None, **_: Any) -> tuple[int, int]:
         offsets, dims = block_plan(v, d, base_dim, num_blocks, alpha, counts, dims)
-        sizes = np.diff(offsets).tolist()
-        return sum(n * dk for n, dk in zip(sizes, dims)) + sum(dk * d for dk in dims if dk < d), 0
+        return blocks_params(list(zip(np.diff(offsets).tolist(), dims)), d), 0
 
     def extra_repr(self) -> str:
         blocks = ", ".join(f"{n}x{dk}" for n, dk in zip(np.diff(self.offsets).tolist(), self.dims))
         return f"{self.num_embeddings}, {self.embedding_dim}, alpha={self.alpha}, blocks=[{blocks}]"
 
 
-__all__ = ["MixedDimEmbedding", "block_plan"]
+__all__ = ["MixedDimEmbedding", "block_plan", "block_vectors", "blocks_params", "projected_blocks"]

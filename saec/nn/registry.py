@@ -26,6 +26,7 @@ from saec.nn.clustered import ClusteredEmbedding, QuantizedClusteredEmbedding
 from saec.nn.dhe import DHEEmbedding
 from saec.nn.double_hashing import DoubleHashEmbedding
 from saec.nn.factorized import FactorizedEmbedding
+from saec.nn.freq_dim import FrequencyGroupEmbedding
 from saec.nn.full import FullEmbedding
 from saec.nn.base import CompressedEmbedding, Footprint, check_int
 from saec.nn.hashing import HashEmbedding
@@ -161,6 +162,9 @@ METHODS: dict[str, Method] = {
     "memcom_int8": Method(MEmComInt8Embedding, (_BUCKETS,), "MEmCom with a row-wise int8 U and float16 V, W, from a "
                           "trained memcom (or any float) table (survey §5.2 hybrid; MEmCom App. A.2); a budget sets m",
                           post_training=True, trained_with="memcom"),
+    "freq_dim": Method(FrequencyGroupEmbedding, (Knob("base_dim", _dims, monotone=False),),
+                       "groups by cumulative frequency share, predefined widths base_dim * (1, 1/2, 1/4, 1/8) "
+                       "projected (CpRec, Sun et al.); a width-0 group shares one row; a budget sets base_dim"),
 }
 POST_TRAINING: tuple[str, ...] = tuple(name for name, spec in METHODS.items() if spec.post_training)
 """Methods built from a trained float table with :func:`from_float`."""
@@ -200,7 +204,7 @@ def make_embedding(method: str, num_embeddings: int, dim: int, *, counts: Any = 
     Args:
         method: a name in :data:`METHODS`.
         counts: per-id counts, passed to the methods that use them (truncate, frequency-based double
-            hashing, mixed dimensions) and ignored by the others.
+            hashing, mixed dimensions, frequency groups) and ignored by the others.
         seed: seeds the table's initialisation (and hash functions).
         budget_params, budget_bytes: at most one; the method's knob is set to fit it (see the module
             docstring) and must not be given in ``hyper``.
