@@ -46,6 +46,8 @@ CASES = {  # case -> (method, hyperparameters, counts)
     "tt": ("tt", {"rank": 3}, None),
     "dhe": ("dhe", {"hidden": 8, "num_hashes": 6}, None),
     "dhe-deep": ("dhe", {"hidden": 5, "num_hashes": 4, "layers": 2}, None),
+    "cce": ("cce", {"k": 5}, None),
+    "cce-columns": ("cce", {"k": 6, "columns": 3}, None),
     "saec": ("saec", {"k": 7}, None),
     "saec-sum": ("saec", {"k": 7, "grad_mode": "sum"}, None),
     "saec_int8": ("saec_int8", {"k": 7}, None),

@@ -21,6 +21,7 @@ from numbers import Real
 from typing import Any, Callable, Mapping, Sequence
 
 from saec.errors import SaecError, SaecTypeError
+from saec.nn.cce import CCEEmbedding
 from saec.nn.clustered import ClusteredEmbedding, QuantizedClusteredEmbedding
 from saec.nn.dhe import DHEEmbedding
 from saec.nn.double_hashing import DoubleHashEmbedding
@@ -147,6 +148,9 @@ METHODS: dict[str, Method] = {
     "dhe": Method(DHEEmbedding, (Knob("hidden", lambda v, d: range(1, 2**16 + 1)),),
                   "no table: an MLP of m hashes of the id (deep hash embedding, Kang et al.); a budget sets the width "
                   "(and m, which defaults to it)"),
+    "cce": Method(CCEEmbedding, (Knob("k", lambda v, d: range(1, v + 1)),),
+                  "clustered compositional embeddings: c columns, each a k-means codebook row (per-id index) plus a "
+                  "hashed residual row, re-clustered during training (CCE, Tsang & Ahle); a budget sets k"),
 }
 POST_TRAINING: tuple[str, ...] = tuple(name for name, spec in METHODS.items() if spec.post_training)
 """Methods built from a trained float table with :func:`from_float`."""
