@@ -30,9 +30,11 @@ Choices where the paper leaves room (its code, thomasahle/cce, clusters at the e
 * Before the first clustering both tables start from N(0, init_std^2 / 2), so their sum has the ``init_std``
   of the other tables.
 * ``d`` not divisible by ``c``: the first ``d mod c`` columns are one wider (as ``numpy.array_split``).
-* The index is int16 when ``k <= 32767``, else int32: it costs 2 (or 4) bytes per id per column, which is
-  what bounds ``c`` at a tight budget (at 16 dims and 1/16 of the float32 bytes, 4 bytes per id, only ``c = 1``
-  leaves room for the tables: the default).
+* The index is uint8 when ``k <= 256``, int16 when ``k <= 32767``, else int32: it costs 1, 2 or 4 bytes per
+  id per column, which is what bounds ``c`` at a tight budget. At 1/16 of the float32 bytes an id may take
+  ``d / 4`` bytes: 4 at 16 dims, where two uint8 columns would leave nothing for the tables and one int16
+  column half; 2 at 8 dims, where only a uint8 index fits at all. So ``c = 1`` is the default, and uint8 is
+  there because int16 alone cannot reach 1/16 of an 8-dim table (MovieLens-1M's zip codes).
 * Seeds: clustering number ``t`` seeds its sample, its k-means and its new hashes from ``(seed, t, column)``
   (:func:`clustering_seeds`), never the global RNGs; the same table trained the same way clusters the same way.
 * Optimizer state: a clustering copies the centroids into ``C_j`` and zeros into ``H_j`` *in place* (same
@@ -58,6 +60,7 @@ from saec.errors import SaecError
 from saec.nn.base import (CompressedEmbedding, check_bool, check_float, check_int, generator, hash_coefficients,
                           seeded_table, universal_hash)
 
+UINT8_MAX_K = 256  # k up to this stores the index as uint8 (values 0..255)
 INT16_MAX_K = 32767  # k up to this stores the index as int16
 
 
@@ -71,7 +74,9 @@ def column_widths(d: int, c: int) -> list[int]:
 
 
 def index_dtype(k: int) -> torch.dtype:
-    """Dtype of the per-id index: int16 when ``k <= 32767``, else int32."""
+    """Dtype of the per-id index: uint8 when ``k <= 256``, int16 when ``k <= 32767``, else int32."""
+    if k <= UINT8_MAX_K:
+        return torch.uint8
     return torch.int16 if k <= INT16_MAX_K else torch.int32
 
 
@@ -95,7 +100,7 @@ class CCEEmbedding(CompressedEmbedding):
         niter: k-means iterations.
         sample_per_centroid: k-means trains on at most this many ids per centroid.
 
-    Parameters: ``2 k e``; buffers: the ``v x c`` index (int16 if ``k <= 32767``, else int32), ``c`` pairs of
+    Parameters: ``2 k e``; buffers: the ``v x c`` index (:func:`index_dtype`: 1, 2 or 4 bytes), ``c`` pairs of
     int64 hash coefficients and three int64 (training forward calls, clusterings done, the seed).
     """
 
