@@ -163,23 +163,46 @@ def test_seeded_deterministic_and_leaves_the_global_rngs_alone():
     assert not torch.equal(sa["index"], sc["index"])
 
 
-def test_optimizer_keeps_working_after_a_clustering():
-    table = CCEEmbedding(V, D, k=6, cluster_every=2, max_clusterings=1, niter=3, sparse=True)
-    params = list(table.parameters())
-    opt = torch.optim.Adagrad(params, lr=0.1)
-    for _ in range(4):
+def _train(table, opt, steps):
+    for _ in range(steps):
         opt.zero_grad()
         table(torch.arange(V)).pow(2).sum().neg().backward()
         opt.step()
-    assert table.clusterings == 1 and list(table.parameters()) == params  # the same Parameters, values replaced
-    assert table.hashed[0].weight.detach().any()  # the fresh hashed table trains after the clustering
+
+
+@pytest.mark.parametrize("attached", [False, True])
+def test_optimizer_keeps_working_and_restarts_when_attached(attached):
+    table = CCEEmbedding(V, D, k=6, cluster_every=2, max_clusterings=1, niter=3, sparse=True)
+    params = list(table.parameters())
+    opt = torch.optim.Adagrad(params, lr=0.1)
+    if attached:
+        table.attach_optimizer(opt)
+        table.attach_optimizer(opt)  # once is enough
+        assert len(table._optimizers) == 1
+    _train(table, opt, 2)
     sums = [opt.state[p]["sum"].clone() for p in params]
-    assert all(s.any() for s in sums)
-    table.reset_optimizer_state(opt)
-    assert all(not opt.state[p]["sum"].any() and int(opt.state[p]["step"]) == 0 for p in params)
-    opt.zero_grad()
-    table(torch.arange(V)).sum().backward()
-    opt.step()  # still steps after the reset
+    table.train()(torch.arange(V))  # the third training call clusters
+    assert table.clusterings == 1 and list(table.parameters()) == params  # the same Parameters, values replaced
+    for p, s in zip(params, sums):
+        if attached:  # a fresh start for the new tables
+            assert not opt.state[p]["sum"].any() and int(opt.state[p]["step"]) == 0
+        else:
+            assert torch.equal(opt.state[p]["sum"], s) and int(opt.state[p]["step"]) == 2
+    _train(table, opt, 1)  # still steps
+    assert table.hashed[0].weight.detach().any()  # the fresh hashed table trains after the clustering
+
+
+def test_make_optimizer_attaches_and_reset_drops_other_optimizers_state():
+    from saec.train.loop import TrainConfig, make_optimizer
+
+    model = torch.nn.Sequential(CCEEmbedding(V, D, k=6))
+    opt = make_optimizer(model, TrainConfig(optimizer="adam"))
+    assert [r() for r in model[0]._optimizers] == [opt]
+    _train(model[0], opt, 1)
+    assert all(p in opt.state for p in model.parameters())
+    model[0].reset_optimizer_state(opt)
+    assert not any(p in opt.state for p in model.parameters())
+    _train(model[0], opt, 1)
 
 
 def test_save_load_keeps_the_clustered_index_and_schedule():
