@@ -53,6 +53,8 @@ CASES = {  # case -> (method, hyperparameters, counts)
     "freq_dim": ("freq_dim", {"base_dim": 8}, None),
     "freq_dim-counts": ("freq_dim", {"base_dim": 6, "shares": [0.3, 0.6, 0.9]}, SHUFFLED),
     "freq_dim-zero": ("freq_dim", {"base_dim": 2}, SHUFFLED[::-1].copy()),  # widths 2, 1, 0, 0
+    "cce": ("cce", {"k": 5}, None),
+    "cce-columns": ("cce", {"k": 6, "columns": 3}, None),
     "saec": ("saec", {"k": 7}, None),
     "saec-sum": ("saec", {"k": 7, "grad_mode": "sum"}, None),
     "saec_int8": ("saec_int8", {"k": 7}, None),

@@ -22,6 +22,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from saec.errors import SaecError, SaecTypeError
 from saec.nn.binary import BinaryEmbedding, BinarySTEEmbedding
+from saec.nn.cce import CCEEmbedding
 from saec.nn.clustered import ClusteredEmbedding, QuantizedClusteredEmbedding
 from saec.nn.dhe import DHEEmbedding
 from saec.nn.double_hashing import DoubleHashEmbedding
@@ -165,6 +166,9 @@ METHODS: dict[str, Method] = {
     "freq_dim": Method(FrequencyGroupEmbedding, (Knob("base_dim", _dims, monotone=False),),
                        "groups by cumulative frequency share, predefined widths base_dim * (1, 1/2, 1/4, 1/8) "
                        "projected (CpRec, Sun et al.); a width-0 group shares one row; a budget sets base_dim"),
+    "cce": Method(CCEEmbedding, (Knob("k", lambda v, d: range(1, v + 1)),),
+                  "clustered compositional embeddings: c columns, each a k-means codebook row (per-id index) plus a "
+                  "hashed residual row, re-clustered during training (CCE, Tsang & Ahle); a budget sets k"),
 }
 POST_TRAINING: tuple[str, ...] = tuple(name for name, spec in METHODS.items() if spec.post_training)
 """Methods built from a trained float table with :func:`from_float`."""

@@ -67,16 +67,24 @@ class TrainConfig:
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    """The configured optimizer over all parameters (sparse embedding gradients included)."""
+    """The configured optimizer over all parameters (sparse embedding gradients included), attached to the
+    tables that replace their parameters' values during training (``attach_optimizer``: CCE's clusterings
+    restart its state of them)."""
     params = [p for p in model.parameters() if p.requires_grad]
     if cfg.optimizer == "adagrad":
-        return torch.optim.Adagrad(params, lr=cfg.lr)
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr)
-    sparse = [p for m in model.modules() if getattr(m, "sparse", False) for p in m.parameters(recurse=False)]
-    if sparse:
-        raise SaecError("adam cannot take sparse gradients; build the model with sparse=False")
-    return torch.optim.Adam(params, lr=cfg.lr)
+        optimizer: torch.optim.Optimizer = torch.optim.Adagrad(params, lr=cfg.lr)
+    elif cfg.optimizer == "sgd":
+        optimizer = torch.optim.SGD(params, lr=cfg.lr)
+    else:
+        sparse = [p for m in model.modules() if getattr(m, "sparse", False) for p in m.parameters(recurse=False)]
+        if sparse:
+            raise SaecError("adam cannot take sparse gradients; build the model with sparse=False")
+        optimizer = torch.optim.Adam(params, lr=cfg.lr)
+    for module in model.modules():
+        attach = getattr(module, "attach_optimizer", None)
+        if callable(attach):
+            attach(optimizer)
+    return optimizer
 
 
 def train_epoch(
