@@ -19,9 +19,8 @@ generator. The main optimizer never sees the codes. The eval / ``no_grad`` path 
 - :class:`LPTEmbedding` (``"lpt"``): the step is fixed (a hyperparameter, recorded in :meth:`config`). Its rule
   when none is given: ``step = init_std`` for 2 bits and ``step = 8 init_std / 2^(b-1)`` otherwise, so the codes
   span ``±8 init_std`` (trained MovieLens tables reach ``±17 init_std`` with outliers, 99% of their weights
-  within ``±9 init_std``); a 2-bit table has only 4 levels, and ``step = init_std`` (``[-2, 1] init_std``) is
-  the best of ``{0.5, 1, 2, 4} init_std`` on MovieLens-1M's validation split (see ``tests/test_method_lpt.py``
-  and the commit message for the numbers). The table has no float parameter: its one ``torch.nn.Parameter``
+  within ``±9 init_std``); a 2-bit table has only 4 levels, ``[-2, 1] init_std`` (an untuned first choice:
+  no sweep of the step or of ``lr`` has been run yet). The table has no float parameter: its one ``torch.nn.Parameter``
   is empty (zero elements, zero bytes), there only so that autograd calls the update (a Function's backward
   runs only if one of its inputs requires a gradient).
 - :class:`ALPTEmbedding` (``"alpt"``): the step is learnt by the main optimizer with ALPT's LSQ-style gradient.
@@ -39,7 +38,7 @@ Choices where the papers leave room: codes of 8 and 16 bits are ``int8`` / ``int
 are packed two and four to a ``uint8`` (offset by ``2^(b-1)``, the lowest bits first, rows padded to whole bytes),
 so the buffer's bytes are the real ones. The initial codes are ``SR(N(0, init_std^2) / step)``, clamped. The
 optimizer of the codes is plain SGD by default with ``lr = 10`` (the main loop averages the loss over a batch of
-1,024, which makes an embedding row's gradient about 1e-5; see the commit message); ``optimizer="adagrad"`` is
+1,024, which makes an embedding row's gradient about 1e-5 on MovieLens-1M; untuned); ``optimizer="adagrad"`` is
 row-wise Adagrad, ``acc_r += mean_j g_rj^2``, ``w'_r = w_r - lr g_r / (sqrt(acc_r) + 1e-10)``, ``lr = 0.01``,
 with its per-row float32 accumulator a buffer counted in the bytes. Updates happen only in training mode with
 gradients enabled; a backward pass of a table looked up twice in one forward applies the two updates one after
