@@ -55,6 +55,12 @@ CASES = {  # case -> (method, hyperparameters, counts)
     "freq_dim-zero": ("freq_dim", {"base_dim": 2}, SHUFFLED[::-1].copy()),  # widths 2, 1, 0, 0
     "cce": ("cce", {"k": 5}, None),
     "cce-columns": ("cce", {"k": 6, "columns": 3}, None),
+    "lpt": ("lpt", {"bits": 8}, None),
+    "lpt-2bit": ("lpt", {"bits": 2}, None),
+    "lpt-4bit-adagrad": ("lpt", {"bits": 4, "optimizer": "adagrad"}, None),
+    "lpt-16bit": ("lpt", {"bits": 16, "step": 1e-4}, None),
+    "alpt": ("alpt", {"bits": 8}, None),
+    "alpt-2bit-adagrad": ("alpt", {"bits": 2, "optimizer": "adagrad"}, None),
     "saec": ("saec", {"k": 7}, None),
     "saec-sum": ("saec", {"k": 7, "grad_mode": "sum"}, None),
     "saec_int8": ("saec_int8", {"k": 7}, None),
@@ -511,7 +517,11 @@ def test_bag_form_pools_exactly_as_nn_embedding_bag(case, mode):
                               ref(BAG_IDS, BAG_OFFSETS, per_sample_weights=w), atol=1e-6)
 
 
-@pytest.mark.parametrize("case", TRAINABLE_CASES)
+# lpt has no float parameter (its codes are trained inside backward): the bag form must train it the same way too
+IN_BACKWARD_CASES = [c for c, (m, _, _) in CASES.items() if getattr(METHODS[m].cls, "updates_in_backward", False)]
+
+
+@pytest.mark.parametrize("case", sorted(set(TRAINABLE_CASES) | set(IN_BACKWARD_CASES), key=list(CASES).index))
 def test_bag_form_trains_through_the_tables_own_gradient_rule(case):
     a, b = build(case), build(case)
     CompressedEmbeddingBag(a, "sum")(BAG_IDS, BAG_OFFSETS).pow(2).sum().backward()
@@ -521,6 +531,8 @@ def test_bag_form_trains_through_the_tables_own_gradient_rule(case):
     for (name, pa), pb in zip(a.named_parameters(), b.parameters()):
         ga, gb = (p.grad.to_dense() if p.grad.is_sparse else p.grad for p in (pa, pb))
         assert torch.allclose(ga, gb, atol=1e-6), name
+    sa, sb = a.state_dict(), b.state_dict()  # a table updated inside backward: the same update
+    assert all(torch.equal(sa[k], sb[k]) for k in sa if not sa[k].is_floating_point())
 
 
 def test_bag_and_padded_forms_refuse_what_nn_embedding_bag_refuses():

@@ -32,6 +32,7 @@ from saec.nn.full import FullEmbedding
 from saec.nn.base import CompressedEmbedding, Footprint, check_int
 from saec.nn.hashing import HashEmbedding
 from saec.nn.low_dim import LowDimEmbedding
+from saec.nn.lpt import ALPTEmbedding, LPTEmbedding
 from saec.nn.memcom import MEmComEmbedding
 from saec.nn.memcom_int8 import MEmComInt8Embedding
 from saec.nn.mixed_dim import MixedDimEmbedding
@@ -169,6 +170,12 @@ METHODS: dict[str, Method] = {
     "cce": Method(CCEEmbedding, (Knob("k", lambda v, d: range(1, v + 1)),),
                   "clustered compositional embeddings: c columns, each a k-means codebook row (per-id index) plus a "
                   "hashed residual row, re-clustered during training (CCE, Tsang & Ahle); a budget sets k"),
+    "lpt": Method(LPTEmbedding, (Knob("bits", lambda v, d: (2, 4, 8, 16)),),
+                  "low-precision training: integer codes times a fixed step, updated inside backward with "
+                  "stochastic rounding (Xu et al., Yang et al.; survey §2.2); a budget sets the bits"),
+    "alpt": Method(ALPTEmbedding, (Knob("bits", lambda v, d: (2, 4, 8, 16)),),
+                   "adaptive low-precision training: lpt with the step learnt by an LSQ-style gradient (ALPT, "
+                   "Li et al.); a budget sets the bits"),
 }
 POST_TRAINING: tuple[str, ...] = tuple(name for name, spec in METHODS.items() if spec.post_training)
 """Methods built from a trained float table with :func:`from_float`."""
