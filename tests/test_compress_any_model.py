@@ -76,8 +76,8 @@ def trained():
     return model
 
 
-HYPER = {"saec": {"k": 50, "eligibility": 10}, "saec_int8": {"k": 50, "eligibility": 10}}
-TOLERANCE = {"saec": 0.05, "saec_int8": 0.05, "pq": 0.02, "fp16": 1e-3, "int8": 0.02, "int4": 0.2, "int2": 1.0, "binary": 1e-2, "memcom_int8": 0.05}
+HYPER = {"saec": {"k": 50, "eligibility": 10}, "saec_int8": {"k": 50, "eligibility": 10}, "pep": {"ratio": 2}}
+TOLERANCE = {"saec": 0.05, "saec_int8": 0.05, "pq": 0.02, "fp16": 1e-3, "int8": 0.02, "int4": 0.2, "int2": 1.0, "binary": 1e-2, "memcom_int8": 0.05, "pep": 1e-5}
 
 
 def binarized(w):
@@ -90,7 +90,16 @@ def memcom_fit(w, m=1000):
     return u * ((w * u).sum(1) / (u * u).sum(1).clamp(min=1e-30)).unsqueeze(1)
 
 
-REFERENCE = {"binary": binarized, "memcom_int8": memcom_fit}  # methods whose rows are not approximations of the float rows: the rows they stand for
+def magnitude_pruned(w, ratio=2):
+    """The largest |w| kept (as many as 8 bytes each fit in 1/ratio of the float bytes), the rest zero."""
+    keep = int(w.numel() * 4 / ratio // 8)
+    flat = w.reshape(-1).clone()
+    order = torch.sort(flat.abs(), descending=True, stable=True).indices
+    flat[order[keep:]] = 0
+    return flat.reshape(w.shape)
+
+
+REFERENCE = {"binary": binarized, "memcom_int8": memcom_fit, "pep": magnitude_pruned}  # methods whose rows are not approximations of the float rows: the rows they stand for
 
 
 def reference(trained, method):

@@ -28,7 +28,7 @@ BATCH = {"user": torch.tensor([0, 5, OOV_ID, 299]), "item": torch.tensor([1, 119
 
 
 def model_for(method, ratio=4.0, **kw):
-    return build_compressed_model("dssm", SCHEMA, VOCABS, method, 1.0 if not METHODS[method].knobs else ratio,
+    return build_compressed_model("dssm", SCHEMA, VOCABS, method, ratio if METHODS[method].knobs else 1.0 if method == "full" else None,
                                   min_rows=50, hidden=(8,), **kw)
 
 

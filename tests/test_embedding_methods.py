@@ -50,6 +50,8 @@ CASES = {  # case -> (method, hyperparameters, counts)
     "binary": ("binary", {}, None),
     "memcom_int8": ("memcom_int8", {"num_buckets": 7}, None),
     "memcom_int8-bias": ("memcom_int8", {"num_buckets": 7, "bias": True}, None),
+    "pep_train": ("pep_train", {}, None),
+    "pep": ("pep", {"nnz": 100}, None),
     "freq_dim": ("freq_dim", {"base_dim": 8}, None),
     "freq_dim-counts": ("freq_dim", {"base_dim": 6, "shares": [0.3, 0.6, 0.9]}, SHUFFLED),
     "freq_dim-zero": ("freq_dim", {"base_dim": 2}, SHUFFLED[::-1].copy()),  # widths 2, 1, 0, 0
@@ -560,7 +562,7 @@ def clustered_weight(rows=3000, dim=16, centers=6, noise=1e-3, seed=0):
     return c[torch.randint(0, centers, (rows,), generator=g)] + noise * torch.randn(rows, dim, generator=g)
 
 
-POST_TRAINING_HYPER = {"saec": {"k": 6}, "saec_int8": {"k": 6}, "memcom_int8": {"num_buckets": 3000}}
+POST_TRAINING_HYPER = {"saec": {"k": 6}, "saec_int8": {"k": 6}, "memcom_int8": {"num_buckets": 3000}, "pep": {"nnz": 3000 * 16}}
 
 
 @pytest.mark.parametrize("method", POST_TRAINING)
@@ -600,6 +602,7 @@ TOLERANCE = {  # largest error per entry, given the largest row range of the tra
     "binary": lambda span: span * 1.001 + 1e-3,
     # m = v: every row its own U row and V = 1 (the least-squares fit): int8's error, and V's float16 rounding of 1 (exact)
     "memcom_int8": lambda span: span / 255 / 2 * 1.01,
+    "pep": lambda span: 0.0,  # every weight kept (nnz = v e): exactly the table
 }
 
 
@@ -618,8 +621,10 @@ def test_post_training_budget_picks_the_largest_setting_that_fits(method):
     knob = spec.knobs[0].name
     bigger = spec.cls.footprint(2000, 8, **{**spec.fixed, **table.config(), knob: getattr(table, knob) + 1}).nbytes
     assert table.nbytes() <= budget < bigger
-    with pytest.raises(SaecError, match="too small"):
-        from_float(method, weight, budget=10)
+    smallest = spec.cls.footprint(2000, 8, **{**spec.fixed, **table.config(), knob: spec.knobs[0].values(2000, 8)[0]})
+    if smallest.nbytes > 10:  # (pep's smallest table keeps no weight: 0 bytes)
+        with pytest.raises(SaecError, match="too small"):
+            from_float(method, weight, budget=10)
     with pytest.raises(SaecError, match=f"{knob}= or budget_bytes="):
         from_float(method, weight, budget=budget, **{knob: 3})
 

@@ -32,7 +32,8 @@ def model_with(method: str, name: str = "dssm") -> torch.nn.Module:
         table = model.embeddings.tables[f.name]
         if method in POST_TRAINING:
             new = from_float(method, table.weight, **({"k": 7} if method.startswith("saec") else
-                                                      {"num_buckets": 9} if method == "memcom_int8" else {}))
+                                                      {"num_buckets": 9} if method == "memcom_int8" else
+                                                      {"nnz": SIZES[f.name] * f.dim // 3} if method == "pep" else {}))
         elif method == "full":
             continue
         else:

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from saec.errors import SaecError
-from saec.nn.freq_dim import FrequencyGroupEmbedding, count_below, group_plan
+from saec.nn.base import count_below
+from saec.nn.freq_dim import FrequencyGroupEmbedding, group_plan
 from saec.nn.registry import make_embedding
 
 E = 8

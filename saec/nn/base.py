@@ -68,6 +68,21 @@ def universal_hash(ids: torch.Tensor, coeffs: torch.Tensor, m: int) -> torch.Ten
     return (a * ids.unsqueeze(0) + b) % PRIME % m
 
 
+def count_below(sorted_ids: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """``torch.searchsorted(sorted_ids, ids)`` (how many of the sorted, non-empty ``sorted_ids`` are below each
+    id) as a branchless binary search: ceil(log2(n + 1)) gathers and comparisons, which ONNX has (it has no
+    searchsorted)."""
+    n = len(sorted_ids)
+    below = torch.zeros_like(ids)
+    step = 1 << (n.bit_length() - 1)
+    while step:  # invariant: the first `below` entries are below the id; try to add `step` more
+        more = below + step
+        probe = sorted_ids[(more - 1).clamp(max=n - 1)].long()
+        below = torch.where((more <= n) & (probe < ids), more, below)
+        step >>= 1
+    return below
+
+
 def _plain(value: Any) -> Any:
     """``value`` as plain Python data (lists for sequences, Python scalars for numpy's)."""
     if isinstance(value, (list, tuple)):

@@ -51,7 +51,7 @@ import numpy as np
 import torch
 
 from saec.errors import SaecError
-from saec.nn.base import CompressedEmbedding, check_bool, check_counts, check_float, check_int, generator
+from saec.nn.base import CompressedEmbedding, check_bool, check_counts, check_float, check_int, count_below, generator
 from saec.nn.mixed_dim import block_vectors, blocks_params, projected_blocks
 
 DEFAULT_SHARES = (0.5, 0.8, 0.95)
@@ -122,21 +122,6 @@ def group_plan(v: int, shares: Sequence[float], counts: Any = None,
     starts = np.concatenate([[0], ends])
     head = [np.sort(order[a:b]) for a, b in zip(starts[:-1], starts[1:])]
     return sizes, np.concatenate(head).astype(np.int32) if head else np.zeros(0, np.int32)
-
-
-def count_below(sorted_ids: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
-    """``torch.searchsorted(sorted_ids, ids)`` (how many of the sorted, non-empty ``sorted_ids`` are below each
-    id) as a branchless binary search: ceil(log2(n + 1)) gathers and comparisons, which ONNX has (it has no
-    searchsorted)."""
-    n = len(sorted_ids)
-    below = torch.zeros_like(ids)
-    step = 1 << (n.bit_length() - 1)
-    while step:  # invariant: the first `below` entries are below the id; try to add `step` more
-        more = below + step
-        probe = sorted_ids[(more - 1).clamp(max=n - 1)].long()
-        below = torch.where((more <= n) & (probe < ids), more, below)
-        step >>= 1
-    return below
 
 
 def _block_shapes(sizes: Sequence[int], dims: Sequence[int], e: int) -> list[tuple[int, int]]:

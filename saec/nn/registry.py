@@ -36,6 +36,7 @@ from saec.nn.lpt import ALPTEmbedding, LPTEmbedding
 from saec.nn.memcom import MEmComEmbedding
 from saec.nn.memcom_int8 import MEmComInt8Embedding
 from saec.nn.mixed_dim import MixedDimEmbedding
+from saec.nn.pep import PEPTrainEmbedding, PrunedEmbedding
 from saec.nn.pq import ProductQuantizedEmbedding
 from saec.nn.qr import QREmbedding
 from saec.nn.quantized import QuantizedEmbedding
@@ -176,6 +177,12 @@ METHODS: dict[str, Method] = {
     "alpt": Method(ALPTEmbedding, (Knob("bits", lambda v, d: (2, 4, 8, 16)),),
                    "adaptive low-precision training: lpt with the step learnt by an LSQ-style gradient (ALPT, "
                    "Li et al.); a budget sets the bits"),
+    "pep_train": Method(PEPTrainEmbedding, (), "the training form of pep: sign(v) * relu(|v| - sigmoid(s)), a "
+                        "learnable threshold per dimension (PEP, Liu et al.; survey §3.2); a full table's bytes"),
+    "pep": Method(PrunedEmbedding, (Knob("nnz", lambda v, d: range(0, v * d + 1)),),
+                  "the nnz largest weights of a trained pep_train (or any float) table, stored sparse (int32 position + "
+                  "float32 value each; retrainable with the mask fixed); a budget sets nnz",
+                  post_training=True, trained_with="pep_train"),
 }
 POST_TRAINING: tuple[str, ...] = tuple(name for name, spec in METHODS.items() if spec.post_training)
 """Methods built from a trained float table with :func:`from_float`."""
