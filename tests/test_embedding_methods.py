@@ -46,6 +46,11 @@ CASES = {  # case -> (method, hyperparameters, counts)
     "tt": ("tt", {"rank": 3}, None),
     "dhe": ("dhe", {"hidden": 8, "num_hashes": 6}, None),
     "dhe-deep": ("dhe", {"hidden": 5, "num_hashes": 4, "layers": 2}, None),
+    "dpq_train": ("dpq_train", {"num_subspaces": 2, "num_centroids": 8}, None),
+    "dpq_train-groups": ("dpq_train", {"num_subspaces": 3, "num_centroids": 6, "group_centroids": [6, 3, 1]}, SHUFFLED),
+    "dpq": ("dpq", {"num_subspaces": 2, "num_centroids": 8}, None),
+    "dpq-groups": ("dpq", {"num_subspaces": 3, "num_centroids": 6, "group_centroids": [6, 3, 1]}, None),
+    "dpq-shuffled": ("dpq", {"num_subspaces": 3, "num_centroids": 6, "group_centroids": [6, 3, 1]}, SHUFFLED),
     "binary_ste": ("binary_ste", {}, None),
     "binary": ("binary", {}, None),
     "saec": ("saec", {"k": 7}, None),
@@ -579,6 +584,7 @@ TOLERANCE = {  # largest error per entry, given the largest row range of the tra
     "int2": lambda span: span / 3 / 2 * 1.01 + 1e-2,
     # |w - mean|w| sign(w)| = ||w| - mean|w||: both lie between a row's smallest and largest |w|, at most its span apart
     "binary": lambda span: span * 1.001 + 1e-3,
+    "dpq": lambda span: 0.01,  # as pq: at most six tight clusters per subspace, fewer than even the rare half's 16
 }
 
 

@@ -16,7 +16,8 @@ from saec.models.deepfm import DeepFM
 from saec.models.dssm import DSSM
 from saec.models.ranking import PointwiseRanker, RankNet
 from saec.nn.collection import EmbeddingBagCollection
-from saec.nn.registry import FROM_SCRATCH, METHODS, POST_TRAINING, make_embedding
+from saec.nn.registry import (FROM_SCRATCH, METHODS, POST_TRAINING, TRAINING_FORMS, make_embedding, stored_form,
+                              training_structure)
 
 SMALL_FIELD_ROWS = 1000
 """Fields with fewer features than this keep a full table in :func:`build_compressed_model`.
@@ -100,7 +101,11 @@ def build_compressed_model(
             post-training ones compress a trained model instead (:func:`saec.compress`).
         ratio: target compression ratio of each large field's table, >= 1; None: no budget, every large field
             gets the method's table at its given (or default) hyperparameters (a training form such as
-            ``binary_ste``, whose stored form :func:`saec.compress` makes afterwards).
+            ``binary_ste``, whose stored form :func:`saec.compress` makes afterwards). For a training form
+            (:data:`saec.nn.registry.TRAINING_FORMS`) the ratio is its stored form's: each large field's table is
+            trained with the structure its stored form gets at ``floor(4 v dim / ratio)`` bytes
+            (:func:`saec.nn.registry.training_structure`; ``budget`` does not apply), so that
+            ``saec.compress(model, stored, ratio=ratio)`` fits after training.
         hyper: the method's other hyperparameters (not its budget knob).
     """
     if method in POST_TRAINING:
@@ -120,11 +125,16 @@ def build_compressed_model(
         v, dim = len(vocabs[name_]), schema[name_].dim
         size = v * dim * (1 if budget == "params" else 4)
         try:
+            fitted = {} if ratio is None else {f"budget_{budget}": math.floor(size / ratio)}
+            if ratio is not None and method in TRAINING_FORMS:  # the structure its stored form fits the ratio with
+                stored = stored_form(method)
+                accepted = METHODS[stored].hyperparameters()
+                fitted = training_structure(stored, v, dim, counts=vocabs[name_].counts,
+                                            budget_bytes=math.floor(4 * v * dim / ratio),
+                                            **{k: x for k, x in (hyper or {}).items() if k in accepted})
             table = make_embedding(method, v, dim, counts=vocabs[name_].counts,
                                    seed=cfg["seed"] + schema.names.index(name_),
-                                   init_std=cfg["init_std"], **sparse,
-                                   **({} if ratio is None else {f"budget_{budget}": math.floor(size / ratio)}),
-                                   **(hyper or {}))
+                                   init_std=cfg["init_std"], **sparse, **{**(hyper or {}), **fitted})
         except ValueError as e:
             raise SaecError(f"field {name_!r} ({v} x {dim}): {e}") from None
         model.embeddings.replace(name_, table)
