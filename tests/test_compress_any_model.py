@@ -77,7 +77,7 @@ def trained():
 
 
 HYPER = {"saec": {"k": 50, "eligibility": 10}, "saec_int8": {"k": 50, "eligibility": 10}, "pep": {"ratio": 2}}
-TOLERANCE = {"saec": 0.05, "saec_int8": 0.05, "pq": 0.02, "fp16": 1e-3, "int8": 0.02, "int4": 0.2, "int2": 1.0, "binary": 1e-2, "memcom_int8": 0.05, "pep": 1e-5}
+TOLERANCE = {"saec": 0.05, "saec_int8": 0.05, "pq": 0.02, "fp16": 1e-3, "int8": 0.02, "int4": 0.2, "int2": 1.0, "binary": 1e-2, "memcom_int8": 0.05, "pep": 1e-5, "dpq": 0.05}
 
 
 def binarized(w):

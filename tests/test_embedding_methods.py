@@ -46,6 +46,11 @@ CASES = {  # case -> (method, hyperparameters, counts)
     "tt": ("tt", {"rank": 3}, None),
     "dhe": ("dhe", {"hidden": 8, "num_hashes": 6}, None),
     "dhe-deep": ("dhe", {"hidden": 5, "num_hashes": 4, "layers": 2}, None),
+    "dpq_train": ("dpq_train", {"num_subspaces": 2, "num_centroids": 8}, None),
+    "dpq_train-groups": ("dpq_train", {"num_subspaces": 3, "num_centroids": 6, "group_centroids": [6, 3, 1]}, SHUFFLED),
+    "dpq": ("dpq", {"num_subspaces": 2, "num_centroids": 8}, None),
+    "dpq-groups": ("dpq", {"num_subspaces": 3, "num_centroids": 6, "group_centroids": [6, 3, 1]}, None),
+    "dpq-shuffled": ("dpq", {"num_subspaces": 3, "num_centroids": 6, "group_centroids": [6, 3, 1]}, SHUFFLED),
     "binary_ste": ("binary_ste", {}, None),
     "binary": ("binary", {}, None),
     "memcom_int8": ("memcom_int8", {"num_buckets": 7}, None),
@@ -603,6 +608,7 @@ TOLERANCE = {  # largest error per entry, given the largest row range of the tra
     # m = v: every row its own U row and V = 1 (the least-squares fit): int8's error, and V's float16 rounding of 1 (exact)
     "memcom_int8": lambda span: span / 255 / 2 * 1.01,
     "pep": lambda span: 0.0,  # every weight kept (nnz = v e): exactly the table
+    "dpq": lambda span: 0.01,  # as pq: at most six tight clusters per subspace, fewer than even the rare half's 16
 }
 
 

@@ -6,8 +6,8 @@ this is its first row. :func:`run` trains the DSSM once uncompressed; each post-
 ``1 / ratio`` of each large table's bytes, and each method trained compressed
 (:data:`saec.nn.registry.FROM_SCRATCH`) is built at that budget by :func:`saec.models.build_compressed_model` and
 trained the same epochs; a post-training method with a training form of its own
-(:attr:`saec.nn.registry.Method.trained_with`: ``binary`` of ``binary_ste``) trains that form the same epochs, then
-compresses it (the training forms, full-size tables, have no row of their own). Fields of fewer than 1,000 features stay full in both. A method whose size is fixed
+(:attr:`saec.nn.registry.Method.trained_with`: ``binary`` of ``binary_ste``) trains that form the same epochs, with the
+structure its stored form gets at the budget (:func:`saec.nn.registry.training_structure`), then compresses it (the training forms, full-size tables, have no row of their own). Fields of fewer than 1,000 features stay full in both. A method whose size is fixed
 (float16, row-wise integers) and cannot reach the budget is run at its own size and says so. The test split's AUC
 and log loss, the large tables' bytes and the ratio are recorded; :func:`render` writes the page from the record.
 """

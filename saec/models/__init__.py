@@ -16,7 +16,7 @@ from saec.models.deepfm import DeepFM
 from saec.models.dssm import DSSM
 from saec.models.ranking import PointwiseRanker, RankNet
 from saec.nn.collection import EmbeddingBagCollection
-from saec.nn.registry import FROM_SCRATCH, METHODS, POST_TRAINING, fit_hyperparameters, make_embedding
+from saec.nn.registry import FROM_SCRATCH, METHODS, POST_TRAINING, make_embedding, training_structure
 
 SMALL_FIELD_ROWS = 1000
 """Fields with fewer features than this keep a full table in :func:`build_compressed_model`.
@@ -128,27 +128,17 @@ def build_compressed_model(
         size = v * dim * (1 if budget == "params" else 4)
         sizing = {} if ratio is None else {f"budget_{budget}": math.floor(size / ratio)}
         try:
-            if stored is not None:
-                sizing = _training_form_sizing(stored, v, dim, vocabs[name_].counts, sizing)
+            if stored is not None and sizing:  # the structure its stored form fits the ratio with (dpq's M, ...)
+                accepted = METHODS[stored].hyperparameters()
+                sizing = training_structure(stored, v, dim, counts=vocabs[name_].counts, budget_bytes=sizing["budget_bytes"],
+                                            **{k: x for k, x in (hyper or {}).items() if k in accepted})
             table = make_embedding(method, v, dim, counts=vocabs[name_].counts,
                                    seed=cfg["seed"] + schema.names.index(name_),
-                                   init_std=cfg["init_std"], **sparse, **sizing, **(hyper or {}))
+                                   init_std=cfg["init_std"], **sparse, **{**(hyper or {}), **sizing})
         except ValueError as e:
             raise SaecError(f"field {name_!r} ({v} x {dim}): {e}") from None
         model.embeddings.replace(name_, table)
     return model
-
-
-def _training_form_sizing(stored: str, v: int, dim: int, counts: Any, sizing: dict[str, Any]) -> dict[str, Any]:
-    """The hyperparameters of ``stored``'s training form that make ``stored`` fit ``sizing`` (its budget in bytes):
-    the stored method's knobs, fitted to the budget, that the training form takes too (MEmCom's ``num_buckets`` for
-    ``memcom_int8``). A stored form of fixed size (``binary``) gives none: its form is built at its defaults."""
-    spec = METHODS[stored]
-    if not sizing or not spec.knobs:
-        return {}
-    fitted = fit_hyperparameters(stored, v, dim, counts=counts, **sizing)
-    form = set(METHODS[spec.trained_with].structure())
-    return {k: fitted[k] for k in (knob.name for knob in spec.knobs) if k in form and k in fitted}
 
 
 def model_config(model: nn.Module) -> dict[str, Any]:

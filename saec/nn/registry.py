@@ -26,6 +26,7 @@ from saec.nn.cce import CCEEmbedding
 from saec.nn.clustered import ClusteredEmbedding, QuantizedClusteredEmbedding
 from saec.nn.dhe import DHEEmbedding
 from saec.nn.double_hashing import DoubleHashEmbedding
+from saec.nn.dpq import DPQEmbedding, DPQTrainEmbedding
 from saec.nn.factorized import FactorizedEmbedding
 from saec.nn.freq_dim import FrequencyGroupEmbedding
 from saec.nn.full import FullEmbedding
@@ -158,6 +159,13 @@ METHODS: dict[str, Method] = {
     "dhe": Method(DHEEmbedding, (Knob("hidden", lambda v, d: range(1, 2**16 + 1)),),
                   "no table: an MLP of m hashes of the id (deep hash embedding, Kang et al.); a budget sets the width "
                   "(and m, which defaults to it)"),
+    "dpq_train": Method(DPQTrainEmbedding, (), "the training form of dpq: a query table whose sub-vectors are looked "
+                        "up as their nearest centroids (frequency groups limited to the first n_g), straight-through "
+                        "(DPQ, MGQE; survey §4.2); the query table's and the codebooks' bytes"),
+    "dpq": Method(DPQEmbedding, (Knob("num_subspaces", _dims, monotone=False),),
+                  "differentiable product quantization stored: bit-packed codes (fewer bits for rarer groups, MGQE) + "
+                  "per-subspace codebooks, from a trained dpq_train (or any float) table (survey §4.2); a budget sets M",
+                  post_training=True, trained_with="dpq_train"),
     "binary_ste": Method(BinarySTEEmbedding, (), "the training form of binary: a float table looked up as mean|row| "
                          "* sign(row), straight-through gradient (L2Q-GCN; survey §2.1); a full table's bytes"),
     "binary": Method(BinaryEmbedding, (), "1 bit per weight + a float16 scale per row, from a trained binary_ste (or "
@@ -329,6 +337,26 @@ def fit_hyperparameters(method: str, num_embeddings: int, dim: int, *, counts: A
                      f"{num_embeddings} x {dim} table needs {smallest} {unit}")
 
 
+def training_structure(method: str, num_embeddings: int, dim: int, *, budget_bytes: float, counts: Any = None,
+                       **hyper: Any) -> dict[str, Any]:
+    """The hyperparameters to train ``method``'s training form with (``dpq_train`` for ``dpq``) so that the trained
+    table stores as the ``method`` table :func:`fit_hyperparameters` fits to ``budget_bytes`` (a trained table keeps
+    its structure: the budget's knob, e.g. dpq's ``num_subspaces``, must be chosen before training).
+
+    ``hyper``: the stored method's settings (those the training form also takes are passed on as well).
+    """
+    spec = _method(method)
+    if not spec.trained_with:
+        raise SaecError(f"method {method!r} has no training form; methods with one are "
+                        f"{[n for n, s in METHODS.items() if s.trained_with]}")
+    if not spec.knobs:  # a stored form of fixed size (binary): nothing to fit; it may not meet the budget (then it
+        return {}        # is stored at its own size)
+    fitted = fit_hyperparameters(method, num_embeddings, dim, counts=counts, budget_bytes=budget_bytes, **hyper)
+    footprint(method, num_embeddings, dim, **fitted)  # the structure is valid
+    form = METHODS[spec.trained_with].structure()
+    return {name: value for name, value in fitted.items() if name in form}
+
+
 def footprint(method: str, num_embeddings: int, dim: int, **hyper: Any) -> Footprint:
     """(parameters, bytes) of the ``method`` table these settings build, without building it (settings that
     do not shape the table, such as Saec's ``top_n``, are ignored); raises as the constructor would."""
@@ -383,4 +411,4 @@ def _largest_fitting(size: Callable[[Any], int], values: Sequence[Any], budget: 
 
 
 __all__ = ["FROM_SCRATCH", "METHODS", "PAPER_VARIANTS", "POST_TRAINING", "TRAINING_FORMS", "Knob", "Method", "fit_for_class", "fit_hyperparameters",
-           "footprint", "from_float", "make_embedding", "method_of"]
+           "footprint", "from_float", "make_embedding", "method_of", "training_structure"]
