@@ -7,7 +7,8 @@ this is its first row. :func:`run` trains the DSSM once uncompressed; each post-
 (:data:`saec.nn.registry.FROM_SCRATCH`) is built at that budget by :func:`saec.models.build_compressed_model` and
 trained the same epochs; a post-training method with a training form of its own
 (:attr:`saec.nn.registry.Method.trained_with`: ``binary`` of ``binary_ste``) trains that form the same epochs, with the
-structure its stored form gets at the budget (:func:`saec.nn.registry.training_structure`), then compresses it (the training forms, full-size tables, have no row of their own). Fields of fewer than 1,000 features stay full in both. A method whose size is fixed
+structure its stored form gets at the budget (:func:`saec.nn.registry.training_structure`), then compresses it (the training forms of no size of their own, full-size tables, have no row of their own; MEmCom,
+a method in its own right, has). Fields of fewer than 1,000 features stay full in both. A method whose size is fixed
 (float16, row-wise integers) and cannot reach the budget is run at its own size and says so. The test split's AUC
 and log loss, the large tables' bytes and the ratio are recorded; :func:`render` writes the page from the record.
 """
@@ -91,7 +92,9 @@ def run(cfg: SurveyConfig, command: list[str], progress: bool = True) -> dict[st
     full_s = train(full)
     full_bytes = _large_bytes(full, large)
     counts = {f"embeddings.tables.{n}": v.counts for n, v in task.vocabs.items()}
-    for method in cfg.methods or tuple(m for m in METHODS if m not in TRAINING_FORMS):
+    # a training form with no size of its own (binary_ste, pep_train, dpq_train) is trained in its stored method's row
+    every = tuple(m for m in METHODS if not (m in TRAINING_FORMS and not METHODS[m].knobs))
+    for method in cfg.methods or every:
         row: dict[str, Any] = {"method": method, "trained": "uncompressed" if method == "full" else
                                "compressed" if method in FROM_SCRATCH else "post-training"}
         t = time.perf_counter()
