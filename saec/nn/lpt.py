@@ -47,6 +47,8 @@ the other.
 
 from __future__ import annotations
 
+import abc
+
 import math
 from typing import Any
 
@@ -152,12 +154,13 @@ class _LowPrecisionTable(CompressedEmbedding):
         return self.read(torch.arange(self.num_embeddings)).float() * self.step_value()
 
     # -- lookups and the update ----------------------------------------------------------------------
+    @abc.abstractmethod
     def step_value(self) -> torch.Tensor | float:
-        raise NotImplementedError
+        """The step (the value of one code unit): lpt's fixed one, alpt's learnt one."""
 
+    @abc.abstractmethod
     def _gate(self) -> nn.Parameter:
         """The parameter the update Function takes, so that autograd runs its backward."""
-        raise NotImplementedError
 
     def embed(self, ids: torch.Tensor) -> torch.Tensor:
         if self.training and torch.is_grad_enabled():
@@ -199,8 +202,9 @@ class _LowPrecisionTable(CompressedEmbedding):
         return cls._params(), v * row_bytes(d, b) + (4 * v if opt == "adagrad" else 0)
 
     @classmethod
+    @abc.abstractmethod
     def _params(cls) -> int:
-        raise NotImplementedError
+        """Trainable parameters (lpt: none; alpt: its step)."""
 
     def extra_repr(self) -> str:
         return (f"{self.num_embeddings}, {self.embedding_dim}, bits={self.bits}, optimizer={self.optimizer}, "
