@@ -16,7 +16,9 @@ step). What frees memory is only a storage format that drops the zeros, so the t
   PEP's retraining with the mask fixed (a pruned weight has no storage, so it stays exactly zero). From a plain
   float table it is magnitude pruning.
 
-Choices where the paper leaves room: the threshold granularity (dimension-wise) and its init; ``nnz`` from the
+Choices where the paper leaves room (or where saec departs from it): retraining continues from the trained values
+at the kept positions rather than PEP's restart from the original initialisation (the benchmarks retrain as many
+epochs as the training form had: :attr:`~saec.nn.registry.Method.retrain`); the threshold granularity (dimension-wise) and its init; ``nnz`` from the
 byte budget rather than a target sparsity reached during training (the learnt threshold zeroes what it zeroes;
 the budget then keeps the largest survivors, ties to the lower position); the COO-on-the-flattened-table format
 (a CSR row pointer would cost 4 bytes per row, the whole 1/16 budget of a 16-dim table); a lookup finds a row's

@@ -79,6 +79,8 @@ class Method:
             is the stored form of (``binary`` of ``binary_ste``): :func:`from_float` and :func:`saec.compress`
             take tables of that method as well as float ones, and benchmarks train that form first. None: the
             method compresses trained float tables.
+        retrain: the method retrains the model after storing its tables (PEP's retraining with the pruning mask
+            fixed); benchmarks do, for as many epochs as the training form had.
     """
 
     cls: type[CompressedEmbedding]
@@ -88,6 +90,7 @@ class Method:
     tied: tuple[str, ...] = ()
     post_training: bool = False
     trained_with: str | None = None
+    retrain: bool = False
 
     def structure(self) -> list[str]:
         """Constructor hyperparameters: what :func:`make_embedding` accepts as ``**hyper``."""
@@ -190,7 +193,7 @@ METHODS: dict[str, Method] = {
     "pep": Method(PrunedEmbedding, (Knob("nnz", lambda v, d: range(0, v * d + 1)),),
                   "the nnz largest weights of a trained pep_train (or any float) table, stored sparse (int32 position + "
                   "float32 value each; retrainable with the mask fixed); a budget sets nnz",
-                  post_training=True, trained_with="pep_train"),
+                  post_training=True, trained_with="pep_train", retrain=True),
 }
 POST_TRAINING: tuple[str, ...] = tuple(name for name, spec in METHODS.items() if spec.post_training)
 """Methods built from a trained float table with :func:`from_float`."""
