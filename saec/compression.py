@@ -23,6 +23,7 @@ from __future__ import annotations
 import copy
 import fnmatch
 import inspect
+import math
 from dataclasses import asdict, dataclass, field
 from numbers import Real
 from pathlib import Path
@@ -246,7 +247,7 @@ def _budgets(budget: Any, ratio: Any, tables: dict[str, list[str]], modules: dic
         if isinstance(ratio, bool) or not isinstance(ratio, Real) or not ratio >= 1:
             raise SaecError(f"ratio must be a number >= 1 (the float table's bytes over the compressed table's), "
                             f"got {ratio!r}")
-        return {p: _shape(modules[p])[0] * _shape(modules[p])[1] * 4 / float(ratio) for p in tables}
+        return {p: math.prod(_shape(modules[p])) * 4 / float(ratio) for p in tables}
     if budget is None:
         return {}
     per = _by_path("budget", budget, tables) if isinstance(budget, Mapping) else {p: budget for p in tables}

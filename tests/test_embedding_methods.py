@@ -16,7 +16,7 @@ from saec.nn.hashing import HashEmbedding
 from saec.nn.mixed_dim import block_plan
 from saec.errors import SaecError
 from saec.nn.bag import MODES, CompressedEmbeddingBag, PaddedEmbedding
-from saec.nn.registry import METHODS, PAPER_VARIANTS, POST_TRAINING, fit_hyperparameters, from_float, make_embedding, method_of
+from saec.nn.registry import FROM_SCRATCH, METHODS, PAPER_VARIANTS, POST_TRAINING, fit_hyperparameters, from_float, make_embedding, method_of
 from saec.nn.tt import dim_factorization, row_factorization
 
 V, D = 60, 8
@@ -88,6 +88,12 @@ def build(case, seed=0, **kw):
 
 def test_every_method_has_a_case():
     assert {method for method, _, _ in CASES.values()} == set(METHODS)
+
+
+def test_training_forms_are_methods_trained_from_scratch():
+    for name, spec in METHODS.items():
+        if spec.trained_with is not None:
+            assert spec.post_training and spec.trained_with in FROM_SCRATCH, name
 
 
 # -- the contract ----------------------------------------------------------------------------------
