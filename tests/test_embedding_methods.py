@@ -109,6 +109,9 @@ def test_shapes_for_any_id_shape(case):
     torch.testing.assert_close(table(ids[1, 2]), out[1, 2], rtol=0, **(tol or {"atol": 0}))  # a 0-d id
     assert table(ids.to(torch.int32)).shape == (2, 3, D)
     assert table(torch.zeros(0, 4, dtype=torch.long)).shape == (0, 4, D)
+    column = ids[:, 1]  # a strided view: a column of a (N, fields) batch
+    assert not column.is_contiguous()
+    torch.testing.assert_close(table(column), out[:, 1], rtol=0, **(tol or {"atol": 0}))
 
 
 @pytest.mark.parametrize("case", TRAINABLE_CASES)

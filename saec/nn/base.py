@@ -160,7 +160,8 @@ class CompressedEmbedding(nn.Module, abc.ABC):
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         self.check_ids(ids)
-        return self.embed(ids.reshape(-1).long()).reshape(*ids.shape, self.embedding_dim)
+        # contiguous: a column of a (N, fields) batch is a strided view, which some kernels (FBGEMM's) refuse
+        return self.embed(ids.reshape(-1).long().contiguous()).reshape(*ids.shape, self.embedding_dim)
 
     @abc.abstractmethod
     def embed(self, ids: torch.Tensor) -> torch.Tensor:
