@@ -35,6 +35,7 @@ from saec.data.vocab import Vocabulary
 from saec.data.schema import Schema
 from saec.errors import SaecError, SaecFileNotFoundError
 from saec.text import text_table
+from saec.train.loop import OPTIMIZERS
 
 
 def _pairs(text: str, what: str) -> dict[str, str]:
@@ -509,7 +510,7 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     m = p.add_argument_group("model and training")
     m.add_argument("--model", choices=["dssm", "deepfm"], default="dssm", help="CTR model (dssm)")
     m.add_argument("--hidden", default="256,128", help="MLP widths (256,128)")
-    m.add_argument("--optimizer", choices=["adagrad", "adam", "sgd"], default="adagrad", help="(adagrad, as Saec §3.1)")
+    m.add_argument("--optimizer", choices=list(OPTIMIZERS), default="adagrad", help="(adagrad, as Saec §3.1)")
     m.add_argument("--lr", type=float, default=0.01, help="learning rate (0.01)")
     m.add_argument("--batch-size", type=int, default=1024, help="(1024)")
     m.add_argument("--epochs", type=int, default=10, help="most epochs; early stopping on valid AUC (10)")
@@ -519,6 +520,36 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
                    "metrics.json")
     m.add_argument("--overwrite", action="store_true", help="replace an existing --out that saec wrote")
     m.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def cmd_bench(args: argparse.Namespace) -> None:
+    from saec.bench.grid import cells, run_grid
+    from saec.bench.leaderboard import render
+    from saec.bench.tasks import task_names
+
+    if args.action == "list":
+        for name in task_names():
+            grid = cells([name], args.methods, args.budgets, args.seeds)
+            todo = sum(not c.path(args.out).exists() for c in grid)
+            print(f"{name}: {len(grid)} cells, {len(grid) - todo} with a record under {args.out}")
+        return
+    if args.action == "run":
+        check_int("--workers", args.workers, 1)
+        grid = cells(args.tasks or task_names(), args.methods, args.budgets, args.seeds)
+        command = ["saec", "bench", "run", *(["--tasks", *args.tasks] if args.tasks else []),
+                   *(["--methods", *args.methods] if args.methods else []),
+                   *(["--budgets", *args.budgets] if args.budgets else []),
+                   "--seeds", *map(str, args.seeds), "--out", str(args.out)]
+        result = run_grid(args.out, grid, workers=args.workers, rerun=args.rerun, command=command,
+                          progress=not args.quiet)
+        if not args.quiet:
+            print(f"{result['run']} cells run, {result['skipped']} already recorded, {len(result['failed'])} failed")
+        if result["failed"]:
+            raise SaecError(f"{len(result['failed'])} cells failed (a bug in saec; output above): "
+                            f"{result['failed'][:5]}")
+    for page in render(args.out):
+        if not args.quiet:
+            print(f"wrote {page}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -681,6 +712,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", choices=["train", "valid", "test"], default="test", help="(test)")
     _add_data_options(p)
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("bench", help="the open benchmark: every method x task x budget x seed, one raw record per "
+                                     "cell (resumable), and its pages rendered from the records")
+    p.add_argument("action", choices=["run", "render", "list"],
+                   help="run: measure the cells without a record, then render; render: pages from the records; "
+                        "list: cells and how many are recorded")
+    p.add_argument("--tasks", nargs="+", help="(every task)")
+    p.add_argument("--methods", nargs="+", help="registered names, optionally with settings "
+                                                "(hashing:hash=universal) (every method)")
+    p.add_argument("--budgets", nargs="+", help="1/R (bytes), ppdN (parameters per dimension) (each task's own)")
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="(0 1 2)")
+    p.add_argument("--out", type=Path, default=Path("docs/results/bench"), help="(docs/results/bench)")
+    p.add_argument("--workers", type=int, default=1, help="cells measured at once, one process each (1)")
+    p.add_argument("--rerun", nargs="+", default=[], metavar="GLOB",
+                   help="re-measure the cells whose key TASK/METHOD/BUDGET/seedS matches, e.g. 'cce_gmf/saec/*'")
+    p.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    p.set_defaults(func=cmd_bench)
     return parser
 
 

@@ -26,7 +26,7 @@ from saec.data.dataset import CTRData
 from saec.errors import SaecError
 from saec.train.metrics import auc, log_loss
 
-OPTIMIZERS = ("adagrad", "adam", "sgd")
+OPTIMIZERS = ("adagrad", "adam", "adamw", "sgd")
 
 
 def sparse_checks_off() -> torch.sparse.check_sparse_tensor_invariants:
@@ -78,8 +78,8 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     else:
         sparse = [p for m in model.modules() if getattr(m, "sparse", False) for p in m.parameters(recurse=False)]
         if sparse:
-            raise SaecError("adam cannot take sparse gradients; build the model with sparse=False")
-        optimizer = torch.optim.Adam(params, lr=cfg.lr)
+            raise SaecError(f"{cfg.optimizer} cannot take sparse gradients; build the model with sparse=False")
+        optimizer = (torch.optim.Adam if cfg.optimizer == "adam" else torch.optim.AdamW)(params, lr=cfg.lr)
     for module in model.modules():
         attach = getattr(module, "attach_optimizer", None)
         if callable(attach):

@@ -1,0 +1,104 @@
+"""The open benchmark's grid (saec.bench.grid), leaderboard and the peer task's split, on the small synthetic task."""
+
+import json
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from saec.bench.grid import (Cell, cells, parse_budget, parse_method, read_record, read_records, run_cell, run_grid,
+                             write_record)
+from saec.bench.leaderboard import Aggregate, render
+from saec.bench.tasks.cce_gmf import split_by_user
+from saec.errors import SaecError
+
+
+def test_budgets_and_methods_parse_or_name_what_is_wrong():
+    assert parse_budget("1/16") == ("ratio", 16.0)
+    assert parse_budget("ppd256") == ("ppd", 256.0)
+    assert parse_budget("full") == ("full", None)
+    for bad in ("1/0.5", "ppd-1", "16", "ppdx"):
+        with pytest.raises(SaecError, match=f"budget {bad!r}: expected"):
+            parse_budget(bad)
+    assert parse_method("hashing:hash=universal,num_buckets=3") == ("hashing", {"hash": "universal", "num_buckets": 3})
+    with pytest.raises(SaecError, match="unknown method 'nope'"):
+        parse_method("nope")
+    with pytest.raises(SaecError, match=r"hashing has no setting \['colour'\]"):
+        parse_method("hashing:colour=red")
+    with pytest.raises(SaecError, match="unknown benchmark task 'nope'"):
+        cells(["nope"], None, None, [0])
+
+
+def test_grid_gives_full_its_own_budget_only():
+    grid = cells(["synthetic_gmf"], ["full", "hashing"], ["ppd16", "1/16"], [0, 1])
+    assert sorted(c.key for c in grid if c.method == "full") == ["synthetic_gmf/full/full/seed0",
+                                                                  "synthetic_gmf/full/full/seed1"]
+    assert len(grid) == 2 + 4
+
+
+@pytest.mark.parametrize("method,budget", [("hashing", "1/16"), ("saec", "ppd16"), ("int8", "1/2")])
+def test_a_cell_keeps_to_its_budget(method, budget):
+    r = run_cell(Cell("synthetic_gmf", method, budget, 0))
+    assert r["status"] == "ok" and 0.0 <= r["metrics"]["auc"] <= 1.0
+    kind, value = parse_budget(budget)
+    for t in r["tables"].values():
+        if kind == "ratio":
+            assert t["bytes"] <= t["full_bytes"] / value
+        else:
+            assert t["params"] <= value * 32
+    assert set(r["latency"]) == {"1", "4096"} and r["training_state_bytes"] > 0
+    assert r["train"]["seconds_per_epoch"] > 0 and r["kind"] in ("from scratch", "post-training")
+
+
+def test_a_budget_out_of_reach_is_said_before_any_training():
+    r = run_cell(Cell("synthetic_gmf", "int8", "ppd16", 0))
+    assert r["status"] == "cannot reach" and "int8" in r["reason"] and "user" in r["reason"]
+    assert "train" not in r
+
+
+def test_records_carry_a_checksum_that_reading_verifies(tmp_path):
+    path = write_record(tmp_path / "r.json", {"cell": {"task": "t"}, "x": 1})
+    assert read_record(path)["x"] == 1
+    data = json.loads(path.read_text())
+    data["x"] = 2
+    path.write_text(json.dumps(data))
+    with pytest.raises(SaecError, match="checksum mismatch"):
+        read_record(path)
+
+
+def test_run_grid_resumes_and_reruns_on_request_and_renders(tmp_path):
+    grid = cells(["synthetic_gmf"], ["full", "hashing", "int8"], ["ppd16"], [0])
+    out = run_grid(tmp_path, grid, workers=2, command=["test"], progress=False)
+    assert out == {"run": 3, "skipped": 0, "failed": []}
+    records = read_records(tmp_path)
+    assert {r["cell"]["method"] for r in records} == {"full", "hashing", "int8"}
+    for r in records:  # each record carries the environment and peak RSS of the process that measured it
+        assert r["environment"]["torch"] and r["peak_rss_mib"] > 0 and r["command"] == ["test"]
+    again = run_grid(tmp_path, grid, workers=1, progress=False)
+    assert again == {"run": 0, "skipped": 3, "failed": []}
+    before = os.stat(grid[1].path(tmp_path)).st_mtime_ns
+    once = run_grid(tmp_path, grid, rerun=["synthetic_gmf/hashing/*"], progress=False)
+    assert once == {"run": 1, "skipped": 2, "failed": []}
+    assert os.stat(grid[1].path(tmp_path)).st_mtime_ns != before
+    page, = render(tmp_path)
+    text = page.read_text()
+    assert "| hashing |" in text and "cannot reach" in text and (tmp_path / "synthetic_gmf_pareto_ppd.png").exists()
+    with pytest.raises(SaecError, match="two records of cell"):
+        Aggregate(records + records[:1])
+
+
+def test_the_peer_split_drops_threes_and_keeps_each_users_last_two_for_validation():
+    frame = pd.DataFrame({"user": ["a"] * 5 + ["b"] * 2 + ["c"] * 4,
+                          "item": ["x", "y", "z", "x", "y", "x", "z", "x", "y", "z", "w"],
+                          "rating": [5, 3, 1, 4, 2, 5, 4, 1, 2, 3, 5],
+                          "timestamp": [5, 1, 4, 3, 2, 1, 2, 9, 8, 7, 6]})
+    d = split_by_user(frame)
+    # a (3 dropped): times 2 (y,2), 3 (x,4), 4 (z,1), 5 (x,5): last two (z, x) validate; b: both validate;
+    # c (3 dropped): 6 (w,5), 8 (y,2), 9 (x,1): (y, x) validate
+    assert len(d["train"]) == 3 and len(d["valid"]) == 6
+    assert d["train"].y.tolist() == [0.0, 1.0, 1.0]
+    # ids by training frequency: users a (2 rows), c (1), b (0); items x, y, w in train once each, z never
+    assert d["tables"]["user"]["counts"].tolist() == [2, 1, 0]
+    assert d["tables"]["item"]["rows"] == 4 and np.sum(d["tables"]["item"]["counts"]) == 3
