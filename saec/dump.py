@@ -58,7 +58,8 @@ def manifest(results: Mapping[str, FieldCompression], cfg: SaecConfig) -> dict:
     for name, r in results.items():
         fields[name] = {**asdict(r.size), "bytes_before": r.size.bytes_before, "bytes_after": r.size.bytes_after,
                         "mask_dtype": None if r.mask is None else str(r.mask.dtype), "trained_on": r.trained_on,
-                        "objective": r.objective, "cluster_s": r.cluster_s, "assign_s": r.assign_s}
+                        "objective": r.objective, "cluster_s": r.cluster_s, "assign_s": r.assign_s,
+                        "phases": r.phases}
     return {"config": asdict(cfg), "fields": fields,
             "total": {k: report.total(k) for k in ("vectors_before", "vectors_after", "bytes_before", "bytes_after")},
             "ratio": report.ratio}

@@ -74,6 +74,7 @@ def write_dump(folder, seed):
     fields = compress_tables(tables, None, cfg)
     for r in fields.values():  # the timings differ run to run; twins differ only in their arrays
         r.cluster_s = r.assign_s = 0.0
+        r.phases = {}
         r.objective = 0.0
     return save_compressed(folder, fields, tables, cfg)
 

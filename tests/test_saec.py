@@ -1,6 +1,7 @@
 """Saec compression (§2.2-2.4, §3.2): clustering, masks, retraining gradients, growth, sizes, errors."""
 
 import json
+import time
 
 import numpy as np
 import pytest
@@ -9,7 +10,8 @@ from torch import nn
 
 from saec.cli import main
 from saec.cluster.kmeans import assign, assign_objective, kmeans, top_indices
-from saec.cluster.saec import FieldSize, SaecConfig, compress_field, compress_tables, mask_dtype, size_report
+from saec.cluster.saec import (ASSIGN_PHASES, CLUSTER_PHASES, FieldSize, SaecConfig, compress_field, compress_tables,
+                               mask_dtype, size_report)
 from saec.compression import compress_model
 from saec.dump import load_compressed, load_dump, save_compressed
 from saec.data import Field, Schema
@@ -97,6 +99,33 @@ def test_fast_clustering_trains_on_top_n_and_assigns_everyone_to_the_nearest_cen
     assert np.array_equal(chunked, brute) and abs(objective - ref) / ref < 1e-4
     everyone = ((x[:, None, :] - vanilla.codebook[None]) ** 2).sum(-1).min(1).sum()
     assert abs(vanilla.objective - everyone) / everyone < 1e-4
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_the_clustering_times_its_own_phases(fast, tmp_path):
+    x = blobs(n=5000, d=6)
+    counts = np.random.default_rng(1).zipf(1.5, 5000)
+    cfg = SaecConfig(k=10, eligibility=10, top_n=300, fast=fast)
+    start = time.perf_counter()
+    r = compress_field("f", x, counts, cfg)
+    wall = time.perf_counter() - start
+    assert tuple(r.phases) == CLUSTER_PHASES + ASSIGN_PHASES
+    assert all(v >= 0 for v in r.phases.values()) and r.phases["kmeans_s"] > 0 and r.phases["search_s"] > 0
+    assert r.cluster_s == pytest.approx(sum(r.phases[p] for p in CLUSTER_PHASES), abs=1e-9)
+    assert r.assign_s == pytest.approx(sum(r.phases[p] for p in ASSIGN_PHASES), abs=1e-9)
+    assert sum(r.phases.values()) <= wall
+    # a chunked search adds up every chunk's seconds
+    seconds = {}
+    start = time.perf_counter()
+    assign_objective(x, r.codebook, None, chunk=7, seconds=seconds)
+    assert 0 < seconds["search_s"] <= time.perf_counter() - start
+    # the manifest of a compressed table set carries them; a field left full has none
+    small = x[:50]
+    fields = compress_tables({"f": x, "small": small}, {"f": counts}, cfg)
+    assert fields["small"].phases == {}
+    manifest = json.loads((save_compressed(tmp_path / "c", fields, {"f": x, "small": small}, cfg)
+                           / "manifest.json").read_text())
+    assert manifest["fields"]["f"]["phases"] == fields["f"].phases
 
 
 def test_mask_dtype_is_the_smallest_that_holds_k():

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -36,6 +35,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from saec.bench.measure import last_json_line, peak_rss_mib, proc_memory
 from saec.errors import SaecError
 
 METHODS = ("full", "saec", "saec_int8", "int8", "memcom", "hashing")
@@ -72,14 +72,9 @@ def _rss_mib() -> float:
 def _memory() -> dict[str, float]:
     """The process's resident memory in MiB: all of it, and its anonymous and file-backed parts (the pages of
     memory-mapped files, which the kernel can drop and read again)."""
-    keys = {"VmRSS:": "rss", "RssAnon:": "anon", "RssFile:": "file"}
-    out = {v: float("nan") for v in keys.values()}
-    with open("/proc/self/status") as f:
-        for line in f:
-            key = line.split(None, 1)[0]
-            if key in keys:
-                out[keys[key]] = int(line.split()[1]) / 1024
-    return out
+    m = proc_memory()
+    return {name: m[key] / 2**20 if key in m else float("nan")
+            for key, name in (("VmRSS", "rss"), ("RssAnon", "anon"), ("RssFile", "file"))}
 
 
 def worker(runtime: str, folder: str, ids_file: str, calls: int, warmup: int, threads: int) -> dict[str, Any]:
@@ -152,7 +147,7 @@ def worker(runtime: str, folder: str, ids_file: str, calls: int, warmup: int, th
         times[str(b)] = us
     end_mem = _memory()
     return {"runtime": runtime, "rss_start_mib": before, "rss_fed_mib": fed, "rss_imported_mib": imported_mem["rss"], "rss_loaded_mib": loaded,
-            "rss_end_mib": end_mem["rss"], "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "rss_end_mib": end_mem["rss"], "peak_rss_mib": peak_rss_mib(),
             "memory_mib": {"imported": imported_mem, "loaded": loaded_mem, "end": end_mem},
             "load_s": load_s, "times_us": times, "torch_imported": "torch" in sys.modules}
 
@@ -270,7 +265,7 @@ def run(cfg: LatencyConfig, command: list[str], progress: bool = True) -> dict[s
     deleted before the next is built, so the largest artifact alone sets the disk and memory needed."""
     import shutil
 
-    from saec.bench.report import environment, peak_rss_mib
+    from saec.bench.report import environment
     from saec.export import to_onnx
     from saec.io import save_model
 
@@ -310,7 +305,7 @@ def run(cfg: LatencyConfig, command: list[str], progress: bool = True) -> dict[s
                                       str(cfg.calls), str(cfg.warmup), str(cfg.threads)],
                                      capture_output=True, text=True, check=True,
                                      env={**os.environ, "OMP_NUM_THREADS": str(cfg.threads)})
-                entry["runs"].append(json.loads(out.stdout.strip().splitlines()[-1]))
+                entry["runs"].append(last_json_line(out.stdout))
                 if progress:
                     r = entry["runs"][-1]
                     print(f"{method:>10} {runtime:>12}: +{r['rss_loaded_mib'] - r['rss_imported_mib']:.0f} MiB, "

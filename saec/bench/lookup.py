@@ -24,7 +24,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from saec.bench.report import cpu_model, environment, header, markdown_table, peak_rss_mib, save_figure
+from saec.bench.measure import busy_cpu_s
+from saec.bench.report import (cpu_model, environment, header, markdown_table, peak_rss_mib, recorded_environment,
+                               save_figure, span)
 from saec.data.synthetic import zipf_sample
 from saec.io import write_text
 from saec.nn.bag import CompressedEmbeddingBag
@@ -120,16 +122,6 @@ def num_threads(n: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def _busy_cpu_s() -> float | None:
-    """Seconds of CPU time all processes have used since boot (Linux ``/proc/stat``), else None."""
-    try:
-        with open("/proc/stat") as f:
-            user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in f.readline().split()[1:9])
-    except (OSError, ValueError):
-        return None
-    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
-
-
 def _own_cpu_s() -> float:
     r = resource.getrusage(resource.RUSAGE_SELF)
     return r.ru_utime + r.ru_stime
@@ -139,11 +131,11 @@ def _own_cpu_s() -> float:
 def other_cpu(out: dict) -> Iterator[None]:
     """Set ``out["other_cores"]``: the average number of cores other processes kept busy during the block
     (the machine's busy CPU time minus this process's, over the wall time; None off Linux)."""
-    busy, own, wall = _busy_cpu_s(), _own_cpu_s(), time.perf_counter()
+    busy, own, wall = busy_cpu_s(), _own_cpu_s(), time.perf_counter()
     try:
         yield
     finally:
-        after = _busy_cpu_s()
+        after = busy_cpu_s()
         elapsed = time.perf_counter() - wall
         out["other_cores"] = (None if busy is None or after is None or elapsed <= 0 else
                               max(0.0, (after - busy) - (_own_cpu_s() - own)) / elapsed)
@@ -248,23 +240,8 @@ def _paired(cell: dict, ref: dict, op: Callable[[float, float], float]) -> float
     return statistics.median(op(t, r) for t, r in zip(cell["times_s"], ref["times_s"]))
 
 
-def _span(xs: list[float], fmt: str = "{:.2f}") -> str:
-    if not xs:
-        return "n/a"
-    lo, hi = fmt.format(min(xs)), fmt.format(max(xs))
-    return lo if lo == hi else f"{lo} to {hi}"
-
-
 def _per_bag(n: int) -> str:
     return f"{n} id{'s' if n > 1 else ''}/bag"
-
-
-def _environment(record: dict) -> dict[str, str]:
-    """The environment the record was measured in, in :func:`~saec.bench.report.environment`'s order (the JSON
-    stores keys sorted)."""
-    env = record["environment"]
-    order = ["saec", "python", "torch", "numpy", "faiss", "machine", "date"]
-    return {k: env[k] for k in [k for k in order if k in env] + sorted(set(env) - set(order))}
 
 
 def render(record: dict, md_path: str | Path, png_path: str | Path) -> None:
@@ -280,7 +257,7 @@ def render(record: dict, md_path: str | Path, png_path: str | Path) -> None:
     quiet = [k for k in keys if other[k] is None or other[k] <= cfg["quiet_cores"]]
 
     text = header("Forward speed of packed low-precision tables vs nn.EmbeddingBag", record["command"],
-                  env=_environment(record))
+                  env=recorded_environment(record["environment"]))
     text += f"""
 Run time {record['wall_s'] / 60:.1f} min, peak RSS {record['peak_rss_mib']:,.0f} MiB, {record['cpu_count']} cores; 1-min load
 average {record['load_before']:.2f} before and {record['load_after']:.2f} after the run. The machine is shared: for
@@ -368,7 +345,7 @@ def _summary(record: dict, cells: dict, quiet: list[tuple], timed: list[str], ra
         for L in cfg["bag_lengths"]:
             us = [_paired(cells[(*k, "int8")], cells[(*k, BARE)], lambda a, b: 1e6 * (a - b))
                   for k in quiet if k[3] == th and k[1] == L]
-            parts.append(f"{_span(us, '{:.0f}')} µs at {_per_bag(L)}")
+            parts.append(f"{span(us, '{:.0f}')} µs at {_per_bag(L)}")
         out.append(f"- `CompressedEmbeddingBag` (its checks of ids and offsets, then `pooled`) adds {' and '.join(parts)} "
                    f"to the int8 operator's time per batch with {th} thread{'s' if th > 1 else ''} (int8 minus "
                    f"{BARE}, median over rounds; quiet cells).")
@@ -377,7 +354,7 @@ def _summary(record: dict, cells: dict, quiet: list[tuple], timed: list[str], ra
         pairs = [(k, (*k[:3], hi)) for k in quiet if k[3] == lo and (*k[:3], hi) in quiet]
         for v in (REFERENCE, "int8", "int4"):
             speed = [_ms(cells[(*a, v)]["times_s"]) / _ms(cells[(*b, v)]["times_s"]) for a, b in pairs]
-            out.append(f"- {hi} threads instead of {lo}: **{v}** runs {_span(speed)}x as fast "
+            out.append(f"- {hi} threads instead of {lo}: **{v}** runs {span(speed)}x as fast "
                        f"(time with {lo} / time with {hi}, {len(pairs)} cells quiet at both).")
     return text + "\n".join(out) + "\n"
 

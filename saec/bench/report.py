@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
-import resource
 import shlex
 import sys
 from datetime import datetime, timezone
@@ -14,6 +13,7 @@ import numpy as np
 import torch
 
 import saec
+from saec.bench.measure import peak_rss_mib  # noqa: F401  (where every benchmark has found it)
 
 
 def cpu_model() -> str:
@@ -25,13 +25,11 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def peak_rss_mib() -> float:
-    """Peak resident memory of this process so far, in MiB."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+ENVIRONMENT_KEYS = ("saec", "python", "torch", "numpy", "faiss", "torch threads", "machine", "date")
 
 
 def environment() -> dict[str, str]:
-    """Versions and machine facts."""
+    """Versions and machine facts (the keys of :data:`ENVIRONMENT_KEYS`, in that order)."""
     try:
         import faiss
 
@@ -45,6 +43,24 @@ def environment() -> dict[str, str]:
         "machine": f"{cpu_model()}, {os.cpu_count()} cores, {mem:.0f} GiB, {platform.system()} {platform.release()}",
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     }
+
+
+def recorded_environment(env: dict[str, str] | None) -> dict[str, str]:
+    """An environment as a raw record stored it (JSON keys come back sorted), in :func:`environment`'s order, other
+    keys after; ``{"environment": "not recorded"}`` for a record that has none."""
+    if env is None:
+        return {"environment": "not recorded"}
+    return {k: env[k] for k in [k for k in ENVIRONMENT_KEYS if k in env] + sorted(set(env) - set(ENVIRONMENT_KEYS))}
+
+
+def recorded_run(record: dict, peak_label: str = "peak RSS") -> dict[str, str]:
+    """The lines a page's header shows about the run that produced ``record``: its :func:`recorded_environment`,
+    its peak RSS (``record["peak_rss_mib"]``, under ``peak_label``) and its wall time (``record["wall_s"]``), each
+    ``not recorded`` if the record lacks it, never this process's."""
+    peak, wall = record.get("peak_rss_mib"), record.get("wall_s")
+    return {**recorded_environment(record.get("environment")),
+            peak_label: "not recorded" if peak is None else f"{peak:,.0f} MiB",
+            "wall time": "not recorded" if wall is None else f"{wall / 60:.1f} min"}
 
 
 def header(title: str, argv: list[str] | None = None, env: dict[str, str] | None = None) -> str:
@@ -67,6 +83,20 @@ def mean_std(xs, digits: int = 4) -> str:
     return f"{xs.mean():.{digits}f} ± {xs.std(ddof=1):.{digits}f}"
 
 
+def sci(x: float) -> str:
+    """A count in ``1.24e8`` style (three significant digits, trailing zeros dropped)."""
+    m, e = f"{x:.2e}".split("e")
+    return f"{m.rstrip('0').rstrip('.')}e{int(e)}"
+
+
+def span(xs, fmt: str = "{:.2f}") -> str:
+    """``lo to hi`` of ``xs`` formatted by ``fmt`` (one value when both look the same; ``n/a`` for none)."""
+    if len(xs) == 0:
+        return "n/a"
+    lo, hi = fmt.format(min(xs)), fmt.format(max(xs))
+    return lo if lo == hi else f"{lo} to {hi}"
+
+
 def markdown_table(rows: list[list[str]]) -> str:
     """First row is the header."""
     out = ["| " + " | ".join(rows[0]) + " |", "|" + "|".join("---" for _ in rows[0]) + "|"]
@@ -86,10 +116,11 @@ def save_figure(fig, path) -> None:
         plt.close(fig)
 
 
-def measure_and_render(script: str, out, from_json: bool, quiet: bool, measure, render) -> None:
+def measure_and_render(script: str, out, from_json: bool, quiet: bool, measure, render, figure: bool = True) -> None:
     """What a benchmark entry point does: unless ``from_json``, ``measure(command, progress)`` and store its
-    record beside ``out`` (``.json``); then render the page ``out`` and its ``.png`` from the stored JSON alone.
-    ``command`` is the flock'd command line that reproduces the record (``--quiet`` and ``--from-json`` left out)."""
+    record beside ``out`` (``.json``); then render the page ``out`` and (if ``figure``; ``render(record, out, png)``, else
+    ``render(record, out)``) its ``.png`` from the stored JSON alone. ``command`` is the flock'd command line that reproduces the record (``--quiet`` and ``--from-json``
+    left out)."""
     import json
     from pathlib import Path
 
@@ -101,5 +132,6 @@ def measure_and_render(script: str, out, from_json: bool, quiet: bool, measure, 
         command = ["flock", "/tmp/saec-bench.lock", "python", script,
                    *[a for a in sys.argv[1:] if a not in ("--quiet", "--from-json")]]
         write_json(json_path, measure(command, not quiet))
-    render(json.loads(json_path.read_text()), out, png_path)  # the page always comes from the JSON as stored
-    print(f"wrote {out}, {png_path}" + ("" if from_json else f", {json_path}"))
+    record = json.loads(json_path.read_text())  # the page always comes from the JSON as stored
+    render(record, out, png_path) if figure else render(record, out)
+    print(f"wrote {out}" + (f", {png_path}" if figure else "") + ("" if from_json else f", {json_path}"))

@@ -121,10 +121,12 @@ def assign(x: np.ndarray, centroids: np.ndarray, out: np.ndarray | None = None,
 
 
 def assign_objective(x: np.ndarray, centroids: np.ndarray, rows: np.ndarray | None, out: np.ndarray | None = None,
-                     chunk: int = ASSIGN_CHUNK, what: str = "vectors") -> tuple[np.ndarray, float]:
+                     chunk: int = ASSIGN_CHUNK, what: str = "vectors",
+                     seconds: dict[str, float] | None = None) -> tuple[np.ndarray, float]:
     """:func:`assign`, and the sum of squared distances to their nearest centroid of the rows ``rows``
     (sorted row indices; ``None``: every row): the k-means objective of the rows k-means trained on,
-    from the same search instead of a second one over those rows."""
+    from the same search instead of a second one over those rows. ``seconds``, if given, gets the seconds
+    spent in faiss's search added to its ``"search_s"`` (the rest is reading ``x`` and storing labels)."""
     if x.ndim != 2 or x.shape[1] != centroids.shape[1]:
         raise SaecError(f"vectors of shape {x.shape} do not match centroids of dim {centroids.shape[1]}")
     n = x.shape[0]
@@ -136,7 +138,10 @@ def assign_objective(x: np.ndarray, centroids: np.ndarray, rows: np.ndarray | No
     objective = 0.0
     for start in range(0, n, chunk):
         block = np.ascontiguousarray(x[start : start + chunk], dtype=np.float32)
+        searched = time.perf_counter()
         distances, labels = index.search(block, 1)
+        if seconds is not None:
+            seconds["search_s"] = seconds.get("search_s", 0.0) + time.perf_counter() - searched
         # faiss leaves the label at -1 when no distance compares below its start value, which is what a
         # NaN or infinite row gives; checking labels is much cheaper than scanning the block for them
         if (labels < 0).any():

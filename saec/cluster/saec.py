@@ -26,6 +26,11 @@ from saec.config import check_bool, check_choice, check_counts_array, check_floa
 from saec.errors import SaecError
 
 FLOAT_BYTES = 4  # float32 tables and codebooks
+# Where a clustered field's seconds go (FieldCompression.phases): clustering = selecting the top-n by count +
+# gathering those rows (and checking them finite) + faiss k-means; assignment = faiss's nearest-centroid
+# search + the rest (reading the possibly memory-mapped rows, storing the mask)
+CLUSTER_PHASES = ("top_n_s", "gather_s", "kmeans_s")
+ASSIGN_PHASES = ("search_s", "read_s")
 
 
 def mask_dtype(k: int) -> np.dtype:
@@ -146,8 +151,9 @@ class FieldCompression:
     mask: np.ndarray | None = None  # (features,) in mask_dtype(k)
     trained_on: int = 0  # vectors k-means ran on
     objective: float | None = None  # k-means objective on those vectors
-    cluster_s: float = 0.0
-    assign_s: float = 0.0
+    cluster_s: float = 0.0  # the sum of phases' CLUSTER_PHASES
+    assign_s: float = 0.0  # the sum of phases' ASSIGN_PHASES
+    phases: dict[str, float] = field(default_factory=dict)  # seconds of each phase (CLUSTER_PHASES, ASSIGN_PHASES)
     stats: dict = field(default_factory=dict)
 
 
@@ -179,10 +185,13 @@ def compress_field(name: str, weight: np.ndarray, counts: np.ndarray | None, cfg
     n, dim = weight.shape
     if n < cfg.min_features():
         return FieldCompression(FieldSize(name, n, dim))
-    start = time.perf_counter()
+    t0 = time.perf_counter()
     rows = None  # the rows k-means trains on (None: all), whose distances give its objective
-    if cfg.fast and cfg.train_size < n:
+    fast = cfg.fast and cfg.train_size < n
+    if fast:
         top = np.arange(cfg.train_size) if counts is None else top_indices(counts, cfg.train_size)
+    t1 = time.perf_counter()
+    if fast:
         rows = np.sort(top)  # read rows in storage order (memory-mapped tables), keep frequency order
         train, train_counts = np.empty((len(top), dim), dtype=weight.dtype), None
         train[np.argsort(top)] = weight[rows]
@@ -190,15 +199,19 @@ def compress_field(name: str, weight: np.ndarray, counts: np.ndarray | None, cfg
         train, train_counts = np.asarray(weight), counts
     if not np.isfinite(train).all():
         raise SaecError(f"field {name!r}: the table holds NaN or infinity")
+    t2 = time.perf_counter()
     # the objective comes from the assignment below, which searches the training rows anyway
     result = kmeans(train.astype(np.float32, copy=False), cfg.k, cfg.init, cfg.niter, cfg.seed, counts=train_counts,
                     init_centroids=init_centroids, objective=False)
-    cluster_s = time.perf_counter() - start
-    start = time.perf_counter()
+    t3 = time.perf_counter()
+    seconds = {"search_s": 0.0}
     mask, objective = assign_objective(weight, result.centroids, rows, out=np.empty(n, dtype=mask_dtype(cfg.k)),
-                                       what=f"field {name!r}")
+                                       what=f"field {name!r}", seconds=seconds)
+    t4 = time.perf_counter()
+    phases = {"top_n_s": t1 - t0, "gather_s": t2 - t1, "kmeans_s": t3 - t2, "search_s": seconds["search_s"],
+              "read_s": t4 - t3 - seconds["search_s"]}
     return FieldCompression(FieldSize(name, n, dim, cfg.k), result.centroids, mask, len(train), objective,
-                            cluster_s, time.perf_counter() - start)
+                            t3 - t0, t4 - t3, phases)
 
 
 def compress_tables(tables: Mapping[str, np.ndarray], counts: Mapping[str, np.ndarray] | None, cfg: SaecConfig,

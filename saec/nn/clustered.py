@@ -123,7 +123,7 @@ class ClusteredEmbedding(CompressedEmbedding):
         result = compress_field("table", weight.numpy(), counts, cfg, init_codebook)
         table = cls.from_codebook(result.codebook, result.mask, grad_mode)
         table.fit_stats = {"trained_on": result.trained_on, "objective": result.objective,
-                           "cluster_s": result.cluster_s, "assign_s": result.assign_s}
+                           "cluster_s": result.cluster_s, "assign_s": result.assign_s, "phases": result.phases}
         return table
 
     @classmethod
