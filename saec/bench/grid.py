@@ -28,6 +28,7 @@ run again unless ``rerun`` names it: the grid is resumable and any cell can be r
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import hashlib
 import json
@@ -67,19 +68,14 @@ class Cell:
 def parse_budget(budget: str) -> tuple[str, float | None]:
     """``"1/16"`` -> ("ratio", 16.0); ``"ppd256"`` -> ("ppd", 256.0); ``"full"`` -> ("full", None)."""
     text = str(budget).strip()
-    try:
-        if text == "full":
-            return "full", None
-        if text.startswith("1/"):
-            value = float(text[2:])
-            if value >= 1 and math.isfinite(value):
-                return "ratio", value
-        elif text.startswith("ppd"):
-            value = float(text[3:])
-            if value > 0 and math.isfinite(value):
-                return "ppd", value
-    except ValueError:
-        pass
+    if text == "full":
+        return "full", None
+    for prefix, kind, lowest in (("1/", "ratio", 1.0), ("ppd", "ppd", 0.0)):
+        if text.startswith(prefix):
+            with contextlib.suppress(ValueError):
+                value = float(text[len(prefix):])
+                if value >= lowest and value > 0 and math.isfinite(value):
+                    return kind, value
     raise SaecError(f"budget {budget!r}: expected '1/R' (R >= 1: 1/R of the float32 bytes), 'ppdN' (N > 0 "
                     f"parameters per dimension) or 'full'")
 
