@@ -129,7 +129,7 @@ def test_saec_config_keeps_plain_python_values():
     (dict(epochs=1.5), r"TrainConfig.epochs must be an integer >= 1, got 1.5"),
     (dict(patience=-1), r"TrainConfig.patience must be an integer >= 0, got -1"),
     (dict(seed=-2), r"TrainConfig.seed must be an integer >= 0, got -2"),
-    (dict(optimizer="lbfgs"), r"TrainConfig.optimizer must be one of \('adagrad', 'adam', 'sgd'\), got 'lbfgs'"),
+    (dict(optimizer="lbfgs"), r"TrainConfig.optimizer must be one of \('adagrad', 'adam', 'adamw', 'sgd'\), got 'lbfgs'"),
     (dict(progress="yes"), r"TrainConfig.progress must be true or false, got 'yes'"),
 ])
 def test_train_config_checks_types_and_ranges(kwargs, message):
