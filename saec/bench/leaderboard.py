@@ -222,7 +222,9 @@ def peer_section(agg: Aggregate) -> str:
                 continue
             spread = agg.spread(ours, f"ppd{p}")
             ok = mean >= values[p] - spread
-            verdicts.append(f"ppd {p}: {mean:.4f} vs {values[p]:.3f} {'matches or beats' if ok else 'LOSES'}")
+            n = len(agg.values(ours, f"ppd{p}"))
+            seeds = f" ({n} seeds)" if n > 1 else " (one seed: no spread yet)"
+            verdicts.append(f"ppd {p}: {mean:.4f} vs {values[p]:.3f} {'matches or beats' if ok else 'LOSES'}{seeds}")
         text += f"- `{ours}` against the published {peer_row}: " + "; ".join(verdicts) + ".\n"
     text += f"\n({SPREAD_NOTE}.)\n"
     for p in (64, 16):
