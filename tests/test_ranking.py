@@ -8,7 +8,8 @@ import torch
 from torch import nn
 
 from saec.data.ranking import build_ranking_task
-from saec.models.ranking import PointwiseRanker, RankNet, param_count, ranknet_loss
+from saec.models.ranking import PointwiseRanker, RankNet, ranknet_loss
+from saec.nn.base import param_count
 from saec.nn.registry import make_embedding
 from saec.train.ranking import RankingConfig, evaluate, fit, label_ranks, sample_negatives
 

@@ -7,6 +7,7 @@ import os
 import platform
 import shlex
 import sys
+import time
 from datetime import datetime, timezone
 
 import numpy as np
@@ -45,12 +46,18 @@ def environment() -> dict[str, str]:
     }
 
 
-def recorded_environment(env: dict[str, str] | None) -> dict[str, str]:
-    """An environment as a raw record stored it (JSON keys come back sorted), in :func:`environment`'s order, other
-    keys after; ``{"environment": "not recorded"}`` for a record that has none."""
-    if env is None:
-        return {"environment": "not recorded"}
-    return {k: env[k] for k in [k for k in ENVIRONMENT_KEYS if k in env] + sorted(set(env) - set(ENVIRONMENT_KEYS))}
+NOT_RECORDED = "not recorded"
+"""What a page says for a fact its raw record does not hold (records written before it was stored)."""
+
+
+def recorded_environment(env: dict[str, str] | None, **facts: str) -> dict[str, str]:
+    """The environment lines of a page: ``env`` as a raw record stored it (JSON keys come back sorted) in
+    :func:`environment`'s order, other keys after, or ``{"environment": NOT_RECORDED}`` for a record that has none
+    (never the rendering process's); then ``facts`` (peak RSS, wall time, ...)."""
+    if not env:
+        return {"environment": NOT_RECORDED, **facts}
+    keys = [k for k in ENVIRONMENT_KEYS if k in env] + sorted(set(env) - set(ENVIRONMENT_KEYS))
+    return {**{k: env[k] for k in keys}, **facts}
 
 
 def recorded_run(record: dict, peak_label: str = "peak RSS") -> dict[str, str]:
@@ -59,8 +66,8 @@ def recorded_run(record: dict, peak_label: str = "peak RSS") -> dict[str, str]:
     ``not recorded`` if the record lacks it, never this process's."""
     peak, wall = record.get("peak_rss_mib"), record.get("wall_s")
     return {**recorded_environment(record.get("environment")),
-            peak_label: "not recorded" if peak is None else f"{peak:,.0f} MiB",
-            "wall time": "not recorded" if wall is None else f"{wall / 60:.1f} min"}
+            peak_label: peak_rss_text(peak),
+            "wall time": NOT_RECORDED if wall is None else f"{wall / 60:.1f} min"}
 
 
 def header(title: str, argv: list[str] | None = None, env: dict[str, str] | None = None) -> str:
@@ -73,14 +80,71 @@ def header(title: str, argv: list[str] | None = None, env: dict[str, str] | None
     return "\n".join(lines) + "\n"
 
 
-def mean_std(xs, digits: int = 4) -> str:
-    """``mean ± std`` (sample std, e.g. over seeds); just the value when there is one, ``n/a`` for none."""
+def mean_std(xs, digits: int = 4, sign: bool = False) -> str:
+    """``mean ± std`` (sample std, e.g. over seeds); just the value when there is one, ``n/a`` for none.
+    ``sign``: the mean with its sign (``+0.0012 ± 0.0003``), for differences."""
     xs = np.asarray(xs, dtype=np.float64)
     if len(xs) == 0:
         return "n/a"
+    fmt = f"{'+' if sign else ''}.{digits}f"
     if len(xs) == 1:
-        return f"{xs[0]:.{digits}f}"
-    return f"{xs.mean():.{digits}f} ± {xs.std(ddof=1):.{digits}f}"
+        return format(xs[0], fmt)
+    return f"{format(xs.mean(), fmt)} ± {xs.std(ddof=1):.{digits}f}"
+
+
+def mean(xs) -> float:
+    """The mean of ``xs`` as a float; NaN (without numpy's warning) when there are none."""
+    return float(np.mean(xs)) if len(xs) else float("nan")
+
+
+def relative_loss(x: float, ref: float) -> float:
+    """How far ``x`` falls below ``ref``, in % of ``ref`` (negative: above it)."""
+    return 100.0 * (ref - x) / ref
+
+
+def select(rows, **match) -> list:
+    """The rows (dicts) whose fields equal every ``match``."""
+    return [r for r in rows if all(r.get(k) == v for k, v in match.items())]
+
+
+def group_by(rows, *keys: str) -> dict:
+    """Rows grouped by the values of ``keys`` (one key: its value; several: their tuple), in first-seen order."""
+    out: dict = {}
+    for r in rows:
+        key = r[keys[0]] if len(keys) == 1 else tuple(r[k] for k in keys)
+        out.setdefault(key, []).append(r)
+    return out
+
+
+def count_word(n: int) -> str:
+    """``n`` in words up to twelve (prose reads "the five small fields"), digits above."""
+    words = ("no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve")
+    return words[n] if 0 <= n < len(words) else f"{n:,}"
+
+
+def and_list(items) -> str:
+    """``"a"``, ``"a and b"``, ``"a, b and c"``."""
+    items = [str(x) for x in items]
+    return " and ".join(items) if len(items) < 3 else ", ".join(items[:-1]) + f" and {items[-1]}"
+
+
+def recorded_config(cls, values: dict):
+    """The config dataclass ``cls`` as a raw record stores it (``asdict``, through JSON: lists for tuples); keys
+    that are not its fields (e.g. command-line flags an older record kept with it) are ignored."""
+    import dataclasses
+
+    names = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items() if k in names})
+
+
+def log(msg: str) -> None:
+    """A progress line on stderr, stamped with the wall-clock time."""
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def peak_rss_text(mib: float | None) -> str:
+    """A recorded peak RSS for a page (``1,259 MiB``), :data:`NOT_RECORDED` when the record has none."""
+    return NOT_RECORDED if mib is None else f"{mib:,.0f} MiB"
 
 
 def sci(x: float) -> str:
@@ -116,22 +180,26 @@ def save_figure(fig, path) -> None:
         plt.close(fig)
 
 
-def measure_and_render(script: str, out, from_json: bool, quiet: bool, measure, render, figure: bool = True) -> None:
+def measure_and_render(script: str, out, from_json: bool, quiet: bool, measure, render, json_path=None,
+                       figure: bool = True) -> None:
     """What a benchmark entry point does: unless ``from_json``, ``measure(command, progress)`` and store its
-    record beside ``out`` (``.json``); then render the page ``out`` and (if ``figure``; ``render(record, out, png)``, else
-    ``render(record, out)``) its ``.png`` from the stored JSON alone. ``command`` is the flock'd command line that reproduces the record (``--quiet`` and ``--from-json``
-    left out)."""
+    record at ``json_path`` (default: beside ``out``, ``.json``); then render the page ``out`` and its ``.png``
+    (``render(record, out, png)``; without a ``figure``, ``render(record, out)``) from the stored JSON alone.
+    ``command`` is the flock'd command line that reproduces the record (``--quiet`` and ``--from-json`` left out)."""
     import json
     from pathlib import Path
 
     from saec.io import write_json
 
     out = Path(out)
-    json_path, png_path = out.with_suffix(".json"), out.with_suffix(".png")
+    json_path, png_path = Path(json_path) if json_path else out.with_suffix(".json"), out.with_suffix(".png")
     if not from_json:
         command = ["flock", "/tmp/saec-bench.lock", "python", script,
                    *[a for a in sys.argv[1:] if a not in ("--quiet", "--from-json")]]
         write_json(json_path, measure(command, not quiet))
     record = json.loads(json_path.read_text())  # the page always comes from the JSON as stored
-    render(record, out, png_path) if figure else render(record, out)
+    if figure:
+        render(record, out, png_path)
+    else:
+        render(record, out)
     print(f"wrote {out}" + (f", {png_path}" if figure else "") + ("" if from_json else f", {json_path}"))

@@ -122,9 +122,4 @@ def ranknet_loss(s_first: torch.Tensor, s_second: torch.Tensor) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(diff, torch.ones_like(diff))
 
 
-def param_count(model: nn.Module) -> int:
-    """Trainable parameters of a model (what the paper's compression ratio counts)."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
-
-
-__all__ = ["PointwiseRanker", "RankNet", "param_count", "ranknet_loss"]
+__all__ = ["PointwiseRanker", "RankNet", "ranknet_loss"]

@@ -10,10 +10,10 @@ lower precision for accuracy studies.
 """
 
 from saec.nn.bag import CompressedEmbeddingBag
-from saec.nn.base import CompressedEmbedding
+from saec.nn.base import CompressedEmbedding, param_count
 from saec.nn.clustered import ClusteredEmbedding
 from saec.nn.collection import EmbeddingBagCollection, new_table
 from saec.nn.quantized import QuantizedEmbedding
 
 __all__ = ["ClusteredEmbedding", "CompressedEmbedding", "CompressedEmbeddingBag", "EmbeddingBagCollection",
-           "QuantizedEmbedding", "new_table"]
+           "QuantizedEmbedding", "new_table", "param_count"]

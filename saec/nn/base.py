@@ -111,6 +111,13 @@ def float_weight(module: nn.Module | torch.Tensor) -> torch.Tensor:
     return weight.detach().float()
 
 
+def param_count(module: nn.Module) -> int:
+    """Number of parameters of ``module``, trainable or frozen (buffers such as hash coefficients or packed
+    codes are not counted): what compression ratios "in parameters" count (MEmCom §5.1, "the number of
+    parameters of all the layers")."""
+    return sum(p.numel() for p in module.parameters())
+
+
 class Footprint(NamedTuple):
     """What a table costs: trainable parameters, and bytes of parameters plus buffers."""
 
@@ -168,8 +175,8 @@ class CompressedEmbedding(nn.Module, abc.ABC):
         """(N, embedding_dim) vectors of N valid ids."""
 
     def param_count(self) -> int:
-        """Number of trainable parameters."""
-        return sum(p.numel() for p in self.parameters())
+        """Number of parameters of the table (:func:`param_count`)."""
+        return param_count(self)
 
     def nbytes(self) -> int:
         """True bytes of parameters and buffers (hash coefficients, id lists) together."""

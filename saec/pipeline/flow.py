@@ -19,9 +19,11 @@ from torch import nn
 
 from saec.cluster.saec import FieldCompression, SaecConfig, SizeReport, size_report
 from saec.compression import compress_model
+from saec.config import check_choice
 from saec.data.dataset import CTRData
 from saec.data.synthetic import SyntheticTrace
 from saec.data.task import CTRTask
+from saec.errors import SaecError
 from saec.models import build_model
 from saec.models.dssm import DSSM, ROW, FixedShare, fixed_share
 from saec.nn.clustered import ClusteredEmbedding
@@ -30,16 +32,19 @@ from saec.train.stream import StreamingRun
 
 
 def carry_optimizer(full: nn.Module, full_optimizer: torch.optim.Optimizer, compressed: nn.Module,
-                    cfg: TrainConfig) -> torch.optim.Optimizer:
+                    cfg: TrainConfig, codebook_state: str | None = None) -> torch.optim.Optimizer:
     """An optimizer for ``compressed`` that continues ``full_optimizer``'s state (Adagrad accumulators).
 
     Parameters the two models share (the MLP, tables left full, OOV vectors) keep their state. A codebook
     row of a ClusteredEmbedding starts from its members' accumulators: their mean when the codebook gets
-    the members' mean gradient (Saec §2.3, ``grad_mode="mean"``), their sum for ``"sum"``. A fresh state
+    the members' mean gradient (Saec §2.3, ``grad_mode="mean"``), their sum for ``"sum"``; ``codebook_state``
+    (``"mean"`` or ``"sum"``) sets that rule for every table instead of its ``grad_mode``. A fresh state
     makes Adagrad's first retraining steps as large as the learning rate on every coordinate. Measured on
     the synthetic trace (docs/results/trace_retrain.md): carrying the state helps retraining toward the full
     model at lr 0.01 slightly and hurts label retraining at lr 0.001, so the flows default to a fresh one.
     """
+    if codebook_state is not None:
+        check_choice("codebook_state", codebook_state, ("mean", "sum"))
     optimizer = make_optimizer(compressed, cfg)
     if type(optimizer) is not type(full_optimizer):
         return optimizer
@@ -56,13 +61,17 @@ def carry_optimizer(full: nn.Module, full_optimizer: torch.optim.Optimizer, comp
             continue
         members = table.mask.long()
         acc = torch.zeros_like(table.codebook).index_add_(0, members, state["sum"].to_dense())
-        if table.grad_mode == "mean":
+        if (codebook_state or table.grad_mode) == "mean":
             acc /= torch.bincount(members, minlength=table.k).clamp(min=1).unsqueeze(1).to(acc.dtype)
         optimizer.state[table.codebook] = {**copy.deepcopy({k: v for k, v in state.items() if k != "sum"}), "sum": acc}
     return optimizer
 
 
 RETRAIN_TARGETS = ("labels", "full")
+RETRAIN_TRAINABLE = ("all", "codebooks")
+"""What :func:`retrain` trains: ``"all"`` every parameter the caller left trainable (the paper retrains the
+whole compressed model, §2.1); ``"codebooks"`` only the codebooks of the clustered tables
+(:class:`~saec.nn.clustered.ClusteredEmbedding`), the network, the tables left full and the OOV vectors held."""
 RETRAIN_FIELDS = ("compressed", "all")
 RETRAIN_NETWORK = ("compressed", "all")
 """What of the network the retraining epoch trains when the fields left full are frozen
@@ -96,10 +105,15 @@ def distill_targets(full: nn.Module, data: CTRData) -> CTRData:
 
 def retrain(compressed: nn.Module, train: CTRData, cfg: TrainConfig,
             optimizer: torch.optim.Optimizer | None = None, full: nn.Module | None = None,
-            fixed: Iterable[str] = ()) -> float:
+            fixed: Iterable[str] = (), trainable: str = "all") -> float:
     """One epoch on the same data (§2.1, §2.3) with ``optimizer`` (see :func:`carry_optimizer`; default a
-    fresh one); returns the seconds taken, the full model's predictions on ``train`` included when they are
-    the targets.
+    fresh one over what it trains); returns the seconds taken, the full model's predictions on ``train``
+    included when they are the targets.
+
+    ``trainable`` (:data:`RETRAIN_TRAINABLE`): ``"all"`` trains every parameter that requires a gradient;
+    ``"codebooks"`` only the clustered tables' codebooks (a gentler retraining: the network and the small
+    tables keep the full model's values). The parameters' ``requires_grad`` are as the caller left them when
+    this returns; a given ``optimizer`` may hold the held parameters too (they get no gradient, so no step).
 
     The paper fits the labels again. Given ``full`` (the uncompressed model), the targets are instead
     its predicted probabilities on ``train`` (knowledge distillation, not in the paper): the compressed
@@ -113,21 +127,41 @@ def retrain(compressed: nn.Module, train: CTRData, cfg: TrainConfig,
     in the pass that gives the full model's predictions (:class:`~saec.models.dssm.FixedShare`); otherwise
     ``fixed`` is ignored and the whole network trains.
     """
+    trainable = check_choice("trainable", trainable, RETRAIN_TRAINABLE)
     start = time.perf_counter()
-    optimizer = optimizer if optimizer is not None else make_optimizer(compressed, cfg)
-    fixed = list(fixed)
-    model, data = compressed, train
-    if (fixed and isinstance(compressed, DSSM) and _zero_grad_keeps(optimizer)
-            and ROW not in compressed.embeddings.schema.names):
-        share, probs = fixed_share(compressed, train, fixed, full)
-        model = FixedShare(compressed, fixed, share)
-        ids = {n: train.ids[n] for n in model.trained}  # a batch gathers only what the steps read
-        data = CTRData({**ids, ROW: np.arange(len(train))}, train.labels if probs is None else probs.numpy())
-    elif full is not None:
-        data = distill_targets(full, train)
-    train_epoch(model, data, optimizer, cfg.batch_size, seed=cfg.seed + 10_007, progress=cfg.progress,
-                desc="retrain")
+    flags = [(p, p.requires_grad) for p in compressed.parameters()]
+    try:
+        if trainable == "codebooks":
+            _hold_all_but_codebooks(compressed)
+        optimizer = optimizer if optimizer is not None else make_optimizer(compressed, cfg)
+        fixed = list(fixed)
+        model, data = compressed, train
+        if (fixed and isinstance(compressed, DSSM) and _zero_grad_keeps(optimizer)
+                and ROW not in compressed.embeddings.schema.names):
+            share, probs = fixed_share(compressed, train, fixed, full)
+            model = FixedShare(compressed, fixed, share)
+            ids = {n: train.ids[n] for n in model.trained}  # a batch gathers only what the steps read
+            data = CTRData({**ids, ROW: np.arange(len(train))}, train.labels if probs is None else probs.numpy())
+        elif full is not None:
+            data = distill_targets(full, train)
+        train_epoch(model, data, optimizer, cfg.batch_size, seed=cfg.seed + 10_007, progress=cfg.progress,
+                    desc="retrain")
+    finally:
+        for p, flag in flags:  # the caller's model as it was: its frozen parameters frozen, no others
+            p.requires_grad_(flag)
     return time.perf_counter() - start
+
+
+def _hold_all_but_codebooks(model: nn.Module) -> None:
+    """Stop every parameter of ``model`` but the clustered tables' codebooks from requiring a gradient."""
+    books = {id(m.codebook) for m in model.modules()
+             if isinstance(m, ClusteredEmbedding) and isinstance(m.codebook, nn.Parameter)}
+    if not books:
+        raise SaecError("trainable='codebooks' needs clustered tables (ClusteredEmbedding with a float codebook); "
+                        f"{type(model).__name__} has none")
+    for p in model.parameters():
+        if id(p) not in books:
+            p.requires_grad_(False)
 
 
 def _zero_grad_keeps(optimizer: torch.optim.Optimizer) -> bool:

@@ -1,6 +1,8 @@
-"""Evaluation metrics: AUC and log loss (Saec §3.1) and nDCG@k (MEmCom §5.2)."""
+"""Evaluation metrics: AUC and log loss (Saec §3.1), the same by feature frequency, and nDCG@k (MEmCom §5.2)."""
 
 from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 from scipy.stats import rankdata
@@ -71,3 +73,67 @@ def ndcg_from_rank(rank: np.ndarray, k: int) -> float:
     """Mean nDCG@k when each query has exactly one relevant item at 0-based ``rank``."""
     r = np.asarray(rank, dtype=np.float64)
     return float(np.where(r < k, 1.0 / np.log2(r + 2.0), 0.0).mean())
+
+
+FREQUENCY_EDGES = (1, 10, 100, 1000)
+"""Default bucket edges of :func:`frequency_buckets`: training counts 1-9, 10-99, 100-999, >= 1000."""
+OOV_BUCKET = "OOV (unseen)"
+"""The label of :func:`frequency_buckets`' first bucket: samples whose feature is out of the vocabulary."""
+
+
+def frequency_bucket_labels(edges: Sequence[int] = FREQUENCY_EDGES) -> list[str]:
+    """The labels of :func:`frequency_buckets`' rows: :data:`OOV_BUCKET`, then ``"1"`` / ``"2-9"`` / ...
+    ``">= 1000"``."""
+    edges = _check_edges(edges)
+    out = [OOV_BUCKET]
+    for lo, hi in zip(edges, edges[1:]):
+        out.append(f"{lo}" if hi == lo + 1 else f"{lo}-{hi - 1}")
+    return out + [f">= {edges[-1]}"]
+
+
+def frequency_buckets(y_true: np.ndarray, ids: np.ndarray, counts: np.ndarray,
+                      predictions: Mapping[str, np.ndarray],
+                      edges: Sequence[int] = FREQUENCY_EDGES) -> list[dict[str, Any]]:
+    """Log loss and AUC of each of ``predictions`` (name -> probabilities) on the samples bucketed by how
+    often their feature occurred in training (Saec §3.2: rare features are where clustering may help or hurt).
+
+    ``ids``: each sample's feature id in one single-valued field (negative: out of the vocabulary);
+    ``counts``: the training count of every id. Buckets, in order: OOV, then counts in ``[edges[i],
+    edges[i+1])``, then ``>= edges[-1]``; a feature counted fewer than ``edges[0]`` times falls in none. One row
+    per bucket, empty ones included: ``bucket`` (:func:`frequency_bucket_labels`), ``n``, ``share`` of all
+    samples, ``ctr`` and, per prediction, ``{"logloss": ..., "auc": ...}`` (NaN where the bucket is empty, AUC
+    NaN where it holds one class only).
+    """
+    labels = frequency_bucket_labels(edges)
+    edges = _check_edges(edges)
+    y = np.asarray(y_true, dtype=np.float64).ravel()
+    ids = np.asarray(ids)
+    counts = np.asarray(counts)
+    if ids.ndim != 1 or len(ids) != len(y):
+        raise SaecError(f"ids must hold one feature id per sample ({len(y)}), got shape {ids.shape}")
+    if len(ids) and ids.max() >= len(counts):
+        raise SaecError(f"ids must lie below len(counts) = {len(counts)}, got {ids.max()}")
+    for name, p in predictions.items():
+        if np.shape(p) != y.shape:
+            raise SaecError(f"predictions[{name!r}] has shape {np.shape(p)}, expected one per sample {y.shape}")
+    cnt = np.where(ids >= 0, counts[np.maximum(ids, 0)], -1)
+    bounds = [*edges, np.inf]
+    selections = [ids < 0] + [(ids >= 0) & (cnt >= lo) & (cnt < hi) for lo, hi in zip(bounds, bounds[1:])]
+    rows = []
+    for label, sel in zip(labels, selections):
+        n = int(sel.sum())
+        row: dict[str, Any] = {"bucket": label, "n": n, "share": n / len(y) if len(y) else float("nan"),
+                               "ctr": float(y[sel].mean()) if n else float("nan")}
+        for name, p in predictions.items():
+            p = np.asarray(p)[sel]
+            row[name] = {"logloss": log_loss(y[sel], p) if n else float("nan"),
+                         "auc": auc(y[sel], p) if 0 < y[sel].sum() < n else float("nan")}
+        rows.append(row)
+    return rows
+
+
+def _check_edges(edges: Sequence[int]) -> list[int]:
+    out = [int(e) for e in edges]
+    if not out or out[0] < 1 or any(b <= a for a, b in zip(out, out[1:])):
+        raise SaecError(f"edges must be increasing training counts >= 1, got {list(edges)}")
+    return out
