@@ -78,22 +78,30 @@ class Split:
         return len(self.y)
 
 
-def _frequency_ids(raw: np.ndarray, train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Ids of ``raw`` numbered by decreasing count in the training rows (ties by raw value), and the counts."""
-    values, inverse = np.unique(raw, return_inverse=True)
-    counts = np.bincount(inverse[train], minlength=len(values))
-    order = np.lexsort((values, -counts))  # most frequent first, then by raw value
-    rank = np.empty(len(values), dtype=np.int64)
-    rank[order] = np.arange(len(values))
-    return rank[inverse], counts[order].astype(np.float64)
+def _sorted_codes(column: Any) -> np.ndarray:
+    """Each value's index among the column's distinct values in sorted order (``np.unique``'s inverse, by hashing
+    instead of sorting a million strings)."""
+    import pandas as pd
+
+    return pd.factorize(column, sort=True)[0].astype(np.int64)
+
+
+def _frequency_ids(codes: np.ndarray, train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Ids of ``codes`` (:func:`_sorted_codes`) numbered by decreasing count in the training rows (ties by raw
+    value), and the counts."""
+    counts = np.bincount(codes[train], minlength=int(codes.max()) + 1)
+    order = np.lexsort((np.arange(len(counts)), -counts))  # most frequent first, then by raw value
+    rank = np.empty(len(counts), dtype=np.int64)
+    rank[order] = np.arange(len(counts))
+    return rank[codes], counts[order].astype(np.float64)
 
 
 def split_by_user(frame: Any) -> dict[str, Any]:
     """The peer's split (module docstring) of a ratings frame with columns user, item, rating, timestamp:
     ``train`` and ``valid`` :class:`Split`, and per table its ``rows`` and training ``counts``."""
     frame = frame[frame["rating"] != 3]
-    user = frame["user"].to_numpy(dtype=str)
-    item = frame["item"].to_numpy(dtype=str)
+    user = _sorted_codes(frame["user"])
+    item = _sorted_codes(frame["item"])
     label = (frame["rating"].to_numpy() >= 4).astype(np.float32)
     order = np.lexsort((frame["timestamp"].to_numpy(), user))  # by user, then time; stable for ties
     user, item, label = user[order], item[order], label[order]
