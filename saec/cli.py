@@ -535,13 +535,17 @@ def cmd_bench(args: argparse.Namespace) -> None:
         return
     if args.action == "run":
         check_int("--workers", args.workers, 1)
+        if args.threads is not None:
+            check_int("--threads", args.threads, 1)
         grid = cells(args.tasks or task_names(), args.methods, args.budgets, args.seeds)
         command = ["saec", "bench", "run", *(["--tasks", *args.tasks] if args.tasks else []),
                    *(["--methods", *args.methods] if args.methods else []),
                    *(["--budgets", *args.budgets] if args.budgets else []),
-                   "--seeds", *map(str, args.seeds), "--out", str(args.out)]
-        result = run_grid(args.out, grid, workers=args.workers, rerun=args.rerun, command=command,
-                          progress=not args.quiet)
+                   "--seeds", *map(str, args.seeds), "--out", str(args.out),
+                   *(["--workers", str(args.workers)] if args.workers != 1 else []),
+                   *(["--threads", str(args.threads)] if args.threads is not None else [])]
+        result = run_grid(args.out, grid, workers=args.workers, threads=args.threads, rerun=args.rerun,
+                          command=command, progress=not args.quiet)
         if not args.quiet:
             print(f"{result['run']} cells run, {result['skipped']} already recorded, {len(result['failed'])} failed")
         if result["failed"]:
@@ -725,6 +729,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="(0 1 2)")
     p.add_argument("--out", type=Path, default=Path("docs/results/bench"), help="(docs/results/bench)")
     p.add_argument("--workers", type=int, default=1, help="cells measured at once, one process each (1)")
+    p.add_argument("--threads", type=int, help="torch threads per cell (the cores shared out among the workers)")
     p.add_argument("--rerun", nargs="+", default=[], metavar="GLOB",
                    help="re-measure the cells whose key TASK/METHOD/BUDGET/seedS matches, e.g. 'cce_gmf/saec/*'")
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")

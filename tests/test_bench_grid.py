@@ -76,12 +76,16 @@ def test_run_grid_resumes_and_reruns_on_request_and_renders(tmp_path):
     assert {r["cell"]["method"] for r in records} == {"full", "hashing", "int8"}
     for r in records:  # each record carries the environment and peak RSS of the process that measured it
         assert r["environment"]["torch"] and r["peak_rss_mib"] > 0 and r["command"] == ["test"]
+        assert r["environment"]["torch threads"] == str(max(1, (os.cpu_count() or 1) // 2))  # cores shared out
     again = run_grid(tmp_path, grid, workers=1, progress=False)
     assert again == {"run": 0, "skipped": 3, "failed": []}
     before = os.stat(grid[1].path(tmp_path)).st_mtime_ns
-    once = run_grid(tmp_path, grid, rerun=["synthetic_gmf/hashing/*"], progress=False)
+    once = run_grid(tmp_path, grid, rerun=["synthetic_gmf/hashing/*"], threads=1, progress=False)
     assert once == {"run": 1, "skipped": 2, "failed": []}
     assert os.stat(grid[1].path(tmp_path)).st_mtime_ns != before
+    assert read_record(grid[1].path(tmp_path))["environment"]["torch threads"] == "1"
+    with pytest.raises(SaecError, match="threads must be an integer >= 1, got 0"):
+        run_grid(tmp_path, grid, threads=0, progress=False)
     page, = render(tmp_path)
     text = page.read_text()
     assert "| hashing |" in text and "cannot reach" in text and (tmp_path / "synthetic_gmf_pareto_ppd.png").exists()

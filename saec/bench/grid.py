@@ -41,6 +41,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from saec.config import check_int
 from saec.errors import SaecError
 
 LATENCY_BATCHES = (1, 4096)
@@ -365,14 +366,18 @@ def _matches(cell: Cell, patterns: Iterable[str]) -> bool:
     return any(fnmatch.fnmatchcase(cell.key, p) for p in patterns)
 
 
-def run_grid(root: str | Path, grid: Sequence[Cell], *, workers: int = 1, rerun: Sequence[str] = (),
-             command: Sequence[str] = (), progress: bool = True, cache: Any = None) -> dict[str, Any]:
+def run_grid(root: str | Path, grid: Sequence[Cell], *, workers: int = 1, threads: int | None = None,
+             rerun: Sequence[str] = (), command: Sequence[str] = (), progress: bool = True,
+             cache: Any = None) -> dict[str, Any]:
     """Run every cell of ``grid`` without a record under ``root`` (and those whose key matches a ``rerun`` glob,
-    e.g. ``"cce_gmf/saec/*"``), each in its own child process, ``workers`` at a time (one torch thread each
-    when more than one). Returns counts of cells run, skipped and failed; a failed cell (a bug: the child
-    raised something other than a budget it cannot reach) leaves no record and its output is printed."""
+    e.g. ``"cce_gmf/saec/*"``), each in its own child process, ``workers`` at a time with ``threads`` torch
+    threads each (default: the cores shared out, at least one; more threads than cores makes OpenMP's
+    spin-waiting workers slow each other down many times over). Returns counts of cells run, skipped and
+    failed; a failed cell (a bug: the child raised something other than a budget it cannot reach) leaves no
+    record and its output is printed."""
     todo = [c for c in grid if _matches(c, rerun) or not c.path(root).exists()]
-    threads = 1 if workers > 1 else max(1, (os.cpu_count() or 1))
+    workers = check_int("workers", workers, 1)
+    threads = max(1, (os.cpu_count() or 1) // workers) if threads is None else check_int("threads", threads, 1)
     running: list[tuple[Cell, subprocess.Popen, float]] = []
     failed: list[str] = []
     done = 0
