@@ -258,12 +258,11 @@ def run_cell(cell: Cell, cache: Any = None) -> dict[str, Any]:
     name, _ = parse_method(cell.method)
     kind = method_kind(name)
     data = task.prepare(cache)
-    out: dict[str, Any] = {"cell": asdict(cell), "kind": kind, "task": task.describe()}
-    try:
-        plan = plan_tables(task, data, cell)
-    except SaecError as e:
-        return {**out, "status": "cannot reach", "reason": str(e)}
-    out["plan"] = plan
+    unreachable = _unreachable(cell, task, data)
+    if unreachable is not None:
+        return unreachable
+    plan = plan_tables(task, data, cell)
+    out: dict[str, Any] = {"cell": asdict(cell), "kind": kind, "task": task.describe(), "plan": plan}
     t0 = time.perf_counter()
     phases: dict[str, float] = {}
     states: list[dict[str, Any]] = []
@@ -376,11 +375,30 @@ def run_grid(root: str | Path, grid: Sequence[Cell], *, workers: int = 1, thread
     failed; a failed cell (a bug: the child raised something other than a budget it cannot reach) leaves no
     record and its output is printed."""
     todo = [c for c in grid if _matches(c, rerun) or not c.path(root).exists()]
+    total = len(todo)
     workers = check_int("workers", workers, 1)
     threads = max(1, (os.cpu_count() or 1) // workers) if threads is None else check_int("threads", threads, 1)
     running: list[tuple[Cell, subprocess.Popen, float]] = []
     failed: list[str] = []
     done = 0
+
+    # A budget a method cannot reach is decided by sizing alone: record it here, from one preparation of the
+    # task's data, instead of starting a process that prepares the data again only to say so.
+    from saec.bench.tasks import get_task
+
+    for name in dict.fromkeys(c.task for c in todo):
+        task, start, load = get_task(name), time.perf_counter(), os.getloadavg()[0]
+        data = task.prepare(cache)
+        for cell in [c for c in todo if c.task == name]:
+            record = _unreachable(cell, task, data)
+            if record is not None:
+                todo.remove(cell)
+                done += 1
+                line = _finish(cell.path(root), record, command, start, load)
+                if progress:
+                    print(f"[{done}/{total}] {cell.key}: {line}", flush=True)
+                start, load = time.perf_counter(), os.getloadavg()[0]
+        del data
 
     def launch(cell: Cell) -> None:
         argv = [sys.executable, "-m", "saec.bench.grid", json.dumps(asdict(cell)), str(cell.path(root)),
@@ -403,11 +421,11 @@ def run_grid(root: str | Path, grid: Sequence[Cell], *, workers: int = 1, thread
             done += 1
             if proc.returncode != 0:
                 failed.append(cell.key)
-                print(f"[{done}/{len(todo)}] {cell.key}: FAILED\n{output}", file=sys.stderr, flush=True)
+                print(f"[{done}/{total}] {cell.key}: FAILED\n{output}", file=sys.stderr, flush=True)
             elif progress:
-                print(f"[{done}/{len(todo)}] {cell.key}: {output.strip().splitlines()[-1] if output.strip() else ''}"
+                print(f"[{done}/{total}] {cell.key}: {output.strip().splitlines()[-1] if output.strip() else ''}"
                       f" ({time.perf_counter() - started:.0f} s)", flush=True)
-    return {"run": len(todo) - len(failed), "skipped": len(grid) - len(todo), "failed": failed}
+    return {"run": total - len(failed), "skipped": len(grid) - total, "failed": failed}
 
 
 def _child(argv: list[str]) -> int:
@@ -415,23 +433,36 @@ def _child(argv: list[str]) -> int:
     write its record (what :func:`run_grid` starts)."""
     import torch
 
-    from saec.bench.report import environment, peak_rss_mib
-
     cell = Cell(**json.loads(argv[0]))
     torch.set_num_threads(int(argv[3]))
-    start = time.perf_counter()
-    load = os.getloadavg()
+    start, load = time.perf_counter(), os.getloadavg()[0]
     record = run_cell(cell, cache=argv[4] if len(argv) > 4 else None)
-    record.update({"version": RECORD_VERSION, "command": json.loads(argv[2]), "environment": environment(),
-                   "peak_rss_mib": peak_rss_mib(), "wall_s": time.perf_counter() - start,
-                   "loadavg_start": load[0], "loadavg_end": os.getloadavg()[0]})
-    write_record(argv[1], record)
-    if record["status"] == "ok":
-        metric = ", ".join(f"{k} {v:.4f}" for k, v in record["metrics"].items())
-        print(f"{metric}, {record['ratio']:.1f}x")
-    else:
-        print(f"{record['status']}: {record['reason'][:150]}")
+    print(_finish(argv[1], record, json.loads(argv[2]), start, load))
     return 0
+
+
+def _finish(path: str | Path, record: dict[str, Any], command: Sequence[str], start: float, load: float) -> str:
+    """Stamp ``record`` with what every record carries (command, environment, peak RSS, wall time, load average of
+    the process that measured it), write it to ``path``, and return its one-line summary."""
+    from saec.bench.report import environment, peak_rss_mib
+
+    record.update({"version": RECORD_VERSION, "command": list(command), "environment": environment(),
+                   "peak_rss_mib": peak_rss_mib(), "wall_s": time.perf_counter() - start,
+                   "loadavg_start": load, "loadavg_end": os.getloadavg()[0]})
+    write_record(path, record)
+    if record["status"] == "ok":
+        return ", ".join(f"{k} {v:.4f}" for k, v in record["metrics"].items()) + f", {record['ratio']:.1f}x"
+    return f"{record['status']}: {record['reason'][:150]}"
+
+
+def _unreachable(cell: Cell, task: Any, data: Any) -> dict[str, Any] | None:
+    """The record of a cell whose budget its method cannot reach (sizing only, nothing trained), else None."""
+    try:
+        plan_tables(task, data, cell)
+    except SaecError as e:
+        return {"cell": asdict(cell), "kind": method_kind(parse_method(cell.method)[0]), "task": task.describe(),
+                "status": "cannot reach", "reason": str(e)}
+    return None
 
 
 if __name__ == "__main__":
