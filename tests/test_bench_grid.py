@@ -89,7 +89,8 @@ def test_run_grid_resumes_and_reruns_on_request_and_renders(tmp_path):
     assert read_record(grid[1].path(tmp_path))["environment"]["torch threads"] == "1"
     with pytest.raises(SaecError, match="threads must be an integer >= 1, got 0"):
         run_grid(tmp_path, grid, threads=0, progress=False)
-    page, = render(tmp_path)
+    page, guide = render(tmp_path)
+    assert guide.name == "guide.md" and "## Model accuracy" in guide.read_text()
     text = page.read_text()
     assert "| hashing |" in text and "cannot reach" in text and (tmp_path / "synthetic_gmf_pareto_ppd.png").exists()
     with pytest.raises(SaecError, match="two records of cell"):
@@ -109,3 +110,12 @@ def test_the_peer_split_drops_threes_and_keeps_each_users_last_two_for_validatio
     # ids by training frequency: users a (2 rows), c (1), b (0); items x, y, w in train once each, z never
     assert d["tables"]["user"]["counts"].tolist() == [2, 1, 0]
     assert d["tables"]["item"]["rows"] == 4 and np.sum(d["tables"]["item"]["counts"]) == 3
+
+
+def test_every_registered_method_has_a_survey_family():
+    from saec.bench.guide import FAMILY, SURVEY, family
+    from saec.nn.registry import METHODS
+
+    assert set(FAMILY) == set(METHODS)
+    assert family("hashing:hash=universal") == "hashing" and family("saec") == "vector quantization"
+    assert {f for _, fams in SURVEY.values() for f in fams} <= set(FAMILY.values())

@@ -301,7 +301,8 @@ def _environment(records: list[dict[str, Any]]) -> dict[str, str]:
 
 
 def render(root: str | Path) -> list[Path]:
-    """Write ``root/<task>.md`` (+ PNG plots) for every task with records under ``root``; returns the pages."""
+    """Write ``root/<task>.md`` (+ PNG plots) for every task with records under ``root``, and ``root/guide.md``
+    (:mod:`saec.bench.guide`, across the tasks); returns the pages."""
     from saec.bench.grid import parse_budget, read_records
     from saec.io import write_text
 
@@ -311,10 +312,11 @@ def render(root: str | Path) -> list[Path]:
         by_task[r["cell"]["task"]].append(r)
     if not by_task:
         raise SaecError(f"{root}: no benchmark records under {root / 'records'}; run `saec bench run` first")
-    pages = []
+    pages, aggs, all_commands = [], {}, []
     for task, records in sorted(by_task.items()):
-        agg = Aggregate(records)
+        agg = aggs[task] = Aggregate(records)
         commands = sorted({" ".join(r["command"]) for r in records if r.get("command")})
+        all_commands += commands
         text = (f"# Open benchmark: {task}\n\nReproduce with (resumable: cells with a record are skipped; "
                 f"`--rerun GLOB` re-measures the cells it matches):\n\n```\n"
                 + "\n".join(commands or [f"saec bench run --tasks {task}"]) + "\n```\n\n")
@@ -345,7 +347,11 @@ def render(root: str | Path) -> list[Path]:
         page = root / f"{task}.md"
         write_text(page, text)
         pages.append(page)
-    return pages
+    from saec.bench.guide import guide_page
+
+    page = root / "guide.md"
+    write_text(page, guide_page(aggs, all_commands))
+    return [*pages, page]
 
 
 __all__ = ["Aggregate", "render"]
