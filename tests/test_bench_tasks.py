@@ -149,7 +149,7 @@ def test_pages_of_the_new_tasks_name_their_metric_and_have_no_peer_rows(tiny_tas
     pages = {p.stem: p.read_text() for p in render(tmp_path)}
     assert set(pages) == {"movielens_rank", "synthetic_trace"}
     rank, trace = pages["movielens_rank"], pages["synthetic_trace"]
-    assert "nDCG@10 (`ndcg`)" in rank and "AUC gap share" in trace and "| hashing |" in rank
+    assert "nDCG@10 (`ndcg`)" in rank and "share of the popularity-to-Bayes AUC gap (`gap_share`)" in trace and "| hashing |" in rank
     assert "cannot reach" in rank and "## Guide" in rank and "## Guide" in trace
     assert "thomasahle" not in rank + trace
     assert os.path.exists(tmp_path / "movielens_rank_pareto_ratio.png")

@@ -20,7 +20,7 @@ import numpy as np
 
 from saec.errors import SaecError
 
-METRIC_LABELS = {"auc": "AUC", "ndcg": "nDCG@10", "gap_share": "AUC gap share (popularity 0, Bayes 1)"}
+METRIC_LABELS = {"auc": "AUC", "ndcg": "nDCG@10", "gap_share": "share of the popularity-to-Bayes AUC gap"}
 """How the pages name each task's metric (a task's ``metric``, :mod:`saec.bench.tasks`); others show as they are."""
 SPREAD_NOTE = ("spread = max - min over seeds; 'matches' means our mean is at least the published value minus our "
                "spread")

@@ -15,6 +15,9 @@ from typing import Any
 
 from saec.errors import SaecError
 
+BYTE_BUDGETS = ("1/2", "1/4", "1/16", "1/64", "1/256", "1/1000")
+"""The benchmark's own budgets (issue 13): each compressed table at most this share of its float32 bytes."""
+
 
 def _tasks() -> dict[str, Any]:
     from saec.bench.tasks.cce_gmf import CceGmf
@@ -39,4 +42,4 @@ def get_task(name: str) -> Any:
     return tasks[name]()
 
 
-__all__ = ["get_task", "task_names"]
+__all__ = ["BYTE_BUDGETS", "get_task", "task_names"]

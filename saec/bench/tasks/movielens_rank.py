@@ -28,6 +28,7 @@ from torch import nn
 
 from saec.bench.memcom_ranking import INIT_STD
 from saec.bench.memcom_ranking import RankingConfig as MemcomConfig
+from saec.bench.tasks import BYTE_BUDGETS
 
 MEMCOM = MemcomConfig()
 """The memcom_ranking sweep's configuration: data set, width, learning rate, batch and patience come from it."""
@@ -42,7 +43,7 @@ class MovieLensRank:
     metric = "ndcg"
     select_split = "valid"
     report_split = "test"
-    budgets = ("1/2", "1/4", "1/16", "1/64", "1/256", "1/1000")
+    budgets = BYTE_BUDGETS
     extra_methods: tuple[str, ...] = ()
 
     def describe(self) -> dict[str, Any]:
