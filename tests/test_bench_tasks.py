@@ -13,7 +13,8 @@ from saec.bench import grid
 from saec.bench.grid import Cell, parse_budget, read_records, run_cell, write_record
 from saec.bench.leaderboard import render
 from saec.bench.tasks.movielens_rank import MovieLensRank
-from saec.bench.tasks.synthetic_trace import ClickRates, SyntheticTraceCTR, popularity_model, trace_split
+from saec.bench.tasks.synthetic_trace import (ClickRates, FeaturePopularity, SyntheticTraceCTR, click_rate_model,
+                                             trace_split)
 from saec.data.dataset import CTRData
 from saec.data.ranking import build_ranking_task
 from saec.data.synthetic import SyntheticTrace, TraceConfig
@@ -57,13 +58,23 @@ def test_click_rates_are_smoothed_per_feature_rates_whose_log_odds_add_up():
         ClickRates.fit(CTRData({"a": np.zeros((4, 2), dtype=np.int64)}, train.labels), {"a": 1}, 1.0)
 
 
-def test_the_popularity_model_keeps_the_prior_best_on_validation():
+def test_popularity_scores_sum_the_log_training_counts_of_a_samples_features():
+    train = CTRData({"a": np.array([0, 0, 0, 1]), "b": np.array([1, 1, -1, 1])}, np.array([1, 1, 0, 0]))
+    m = FeaturePopularity.fit(train, {"a": 3, "b": 2})
+    assert m.counts["a"].tolist() == [3, 1, 0] and m.counts["b"].tolist() == [0, 3]
+    data = CTRData({"a": np.array([0, 2, -1]), "b": np.array([1, 0, 1])}, np.array([1, 0, 1]))
+    np.testing.assert_allclose(m.scores(data), [math.log(4) + math.log(4), 0.0, math.log(4)])
+    with pytest.raises(SaecError, match="one id per sample"):
+        FeaturePopularity.fit(CTRData({"a": np.zeros((4, 2), dtype=np.int64)}, train.labels), {"a": 1})
+
+
+def test_counting_clicks_keeps_the_prior_best_on_validation():
     rng = np.random.default_rng(0)
     ids = rng.integers(0, 50, size=(2, 600))
     y = (rng.random(600) < 0.2 + 0.6 * (ids[0] % 2)).astype(np.float32)  # odd features click more
     train = CTRData({"f": ids[0, :400]}, y[:400])
     valid = CTRData({"f": ids[0, 400:]}, y[400:])
-    chosen = popularity_model(train, valid, {"f": 50}, priors=(0.1, 5.0, 1e4))
+    chosen = click_rate_model(train, valid, {"f": 50}, priors=(0.1, 5.0, 1e4))
     aucs = {p: auc(valid.labels, ClickRates.fit(train, {"f": 50}, p).scores(valid)) for p in (0.1, 5.0, 1e4)}
     assert chosen.prior == max(aucs, key=aucs.get)
 
@@ -125,7 +136,7 @@ def test_a_trace_cell_reports_its_auc_as_a_share_of_the_gap(tiny_tasks, method):
     assert r["status"] == "ok" and r["tables"]
     for split in ("valid", "test"):
         m = r["states"][0][split]
-        assert 0.5 < m["auc_pop"] < m["auc_bayes"] < 1.0 and m["pop_prior"] > 0
+        assert 0.4 < m["auc_pop"] < m["auc_bayes"] < 1.0 and m["auc_pop"] < m["auc_rates"] and m["rates_prior"] > 0
         assert m["gap_share"] == pytest.approx((m["auc"] - m["auc_pop"]) / (m["auc_bayes"] - m["auc_pop"]))
     assert -3.0 < r["metrics"]["gap_share"] < 1.0  # above the ceiling only by chance, not on tiny data
     for t in r["tables"].values():
@@ -141,15 +152,18 @@ def test_pages_of_the_new_tasks_name_their_metric_and_have_no_peer_rows(tiny_tas
     from saec.bench.report import environment
 
     for cell in (Cell("movielens_rank", "full", "full", 0), Cell("movielens_rank", "hashing", "1/16", 0),
-                 Cell("movielens_rank", "hashing", "1/1000", 0), Cell("synthetic_trace", "hashing", "1/16", 0)):
+                 Cell("movielens_rank", "hashing", "1/1000", 0), Cell("synthetic_trace", "full", "full", 0),
+                 Cell("synthetic_trace", "hashing", "1/16", 0)):
         record = run_cell(cell)  # what the grid's child adds to a record
         record.update(command=["test"], environment=environment(), peak_rss_mib=1.0, wall_s=1.0, loadavg_end=0.0)
         write_record(cell.path(tmp_path), record)
-    assert len(read_records(tmp_path)) == 4
+    assert len(read_records(tmp_path)) == 5
     pages = {p.stem: p.read_text() for p in render(tmp_path)}
-    assert set(pages) == {"movielens_rank", "synthetic_trace"}
+    assert set(pages) == {"movielens_rank", "synthetic_trace", "guide"}
+    assert "[movielens_rank](movielens_rank.md), [synthetic_trace](synthetic_trace.md)" in pages["guide"]
     rank, trace = pages["movielens_rank"], pages["synthetic_trace"]
     assert "nDCG@10 (`ndcg`)" in rank and "share of the popularity-to-Bayes AUC gap (`gap_share`)" in trace and "| hashing |" in rank
     assert "cannot reach" in rank and "## Guide" in rank and "## Guide" in trace
     assert "thomasahle" not in rank + trace
+    assert "reference AUCs on the reported split" in trace and "`auc_rates`" in trace and "`auc_bayes`" in trace
     assert os.path.exists(tmp_path / "movielens_rank_pareto_ratio.png")

@@ -327,6 +327,13 @@ def render(root: str | Path) -> list[Path]:
                 + "\n".join(commands or [f"saec bench run --tasks {task}"]) + "\n```\n\n")
         text += "".join(f"- {k}: {v}\n" for k, v in _environment(records).items())
         text += "\n" + "".join(f"- {k}: {v}\n" for k, v in agg.task.items() if k != "name")
+        refs = {k: agg.values("full", "full", k) for k in (agg.ok("full", "full") or [{"metrics": {}}])[0]["metrics"]
+                if k.startswith("auc_")}  # the trace's floors and ceiling, as its records hold them
+        if refs:
+            from saec.bench.report import mean_std
+
+            text += "- reference AUCs on the reported split (from the full cells' records): " + ", ".join(
+                f"`{k}` {mean_std(v)}" for k, v in refs.items()) + "\n"
         text += ("\nEach number is the mean ± sample std over seeds (the number of seeds in brackets) of the cell's "
                  f"{agg.metric_label} (`{agg.metric}`) on the task's reported split; `cannot reach`: the method's "
                  "smallest table exceeds the budget (reason in the records); `—`: not run. `trained`: `from scratch` "
