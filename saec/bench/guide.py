@@ -32,8 +32,8 @@ FAMILY: dict[str, str] = {
 and MEmCom count as hashing, Saec's k-means codebook as vector quantization."""
 
 ACCURATE = 0.01
-"""A method takes part in a timing or memory comparison when its accuracy is at least (1 - ACCURATE) times the
-budget's best (1% of AUC or nDCG)."""
+"""A method takes part in a timing or memory comparison when its accuracy is within ACCURATE of the budget's best,
+relative to the best's size (1% of AUC or nDCG)."""
 
 SURVEY = {
     "accuracy": ("mixed dimension methods, or quantization at a higher bit width (16 bits)",
@@ -58,7 +58,7 @@ def family(method: str) -> str:
 
 def _accurate(agg: Aggregate, budget: str) -> list[str]:
     top = agg.ranked(budget)
-    return [m for m, v in top if v >= (1 - ACCURATE) * top[0][1]] if top else []
+    return [m for m, v in top if v >= top[0][1] - ACCURATE * abs(top[0][1])] if top else []
 
 
 def _loads(agg: Aggregate, methods: list[str], budget: str) -> list[float]:

@@ -20,6 +20,8 @@ import numpy as np
 
 from saec.errors import SaecError
 
+METRIC_LABELS = {"auc": "AUC", "ndcg": "nDCG@10", "gap_share": "share of the popularity-to-Bayes AUC gap"}
+"""How the pages name each task's metric (a task's ``metric``, :mod:`saec.bench.tasks`); others show as they are."""
 SPREAD_NOTE = ("spread = max - min over seeds; 'matches' means our mean is at least the published value minus our "
                "spread")
 
@@ -48,7 +50,10 @@ class Aggregate:
             seen.add(key)
             self.cells[(c["method"], c["budget"])].append(r)
         self.task = records[0]["task"]
-        self.metric = "auc"
+        from saec.bench.tasks import get_task
+
+        self.metric = get_task(records[0]["cell"]["task"]).metric  # higher is better, whatever the task
+        self.metric_label = METRIC_LABELS.get(self.metric, self.metric)
         self.budgets = sorted({b for _, b in self.cells}, key=_budget_order)
         self.methods = sorted({m for m, _ in self.cells})
 
@@ -137,7 +142,7 @@ def leaderboard_table(agg: Aggregate) -> str:
 def axes_table(agg: Aggregate, budget: str) -> str:
     from saec.bench.report import markdown_table
 
-    rows = [[agg.metric, "method", "trained", "served bytes", "ratio", "latency b=1 (ms)", "latency b=4096 (ms)",
+    rows = [[agg.metric_label, "method", "trained", "served bytes", "ratio", "latency b=1 (ms)", "latency b=4096 (ms)",
              "s / epoch", "training state", "peak train RSS (MiB)"]]
     methods = ["full"] + [m for m, _ in agg.ranked(budget)] if budget != "full" else ["full"]
     for m in methods:
@@ -273,9 +278,11 @@ def pareto_plot(agg: Aggregate, path: str | Path, kind: str) -> None:
         ax.axhline(full, color="gray", ls="--", lw=1, label="full table")
     ax.set_xscale("log")
     ax.set_xlabel("served bytes of the compressed tables (log)")
-    ax.set_ylabel(agg.metric)
-    lo = min((y for _, y, _ in points), default=0.5)
-    ax.set_ylim(max(lo - 0.01, (full or 1) - 0.35), (full or max(y for _, y, _ in points)) + 0.01)
+    ax.set_ylabel(agg.metric_label)
+    ys = [y for _, y, _ in points] + ([full] if full is not None else [])
+    if ys:  # every point in view, on the metric's own scale (nDCG@10 is near 0.06, AUC near 0.8)
+        pad = 0.03 * (max(ys) - min(ys)) or 0.01
+        ax.set_ylim(min(ys) - pad, max(ys) + pad)
     ax.set_title(f"{agg.task['name']}: accuracy against bytes ({'parameters per dimension' if kind == 'ppd' else 'byte ratios'})")
     ax.legend(fontsize=7, ncol=2, bbox_to_anchor=(1.01, 1), loc="upper left")
     fig.tight_layout()
@@ -322,11 +329,19 @@ def render(root: str | Path) -> list[Path]:
                 + "\n".join(commands or [f"saec bench run --tasks {task}"]) + "\n```\n\n")
         text += "".join(f"- {k}: {v}\n" for k, v in _environment(records).items())
         text += "\n" + "".join(f"- {k}: {v}\n" for k, v in agg.task.items() if k != "name")
+        refs = {k: agg.values("full", "full", k) for k in (agg.ok("full", "full") or [{"metrics": {}}])[0]["metrics"]
+                if k.startswith("auc_")}  # the trace's floors and ceiling, as its records hold them
+        if refs:
+            from saec.bench.report import mean_std
+
+            text += "- reference AUCs on the reported split (from the full cells' records): " + ", ".join(
+                f"`{k}` {mean_std(v)}" for k, v in refs.items()) + "\n"
         text += ("\nEach number is the mean ± sample std over seeds (the number of seeds in brackets) of the cell's "
-                 f"{agg.metric}; `cannot reach`: the method's smallest table exceeds the budget (reason in the "
-                 "records); `—`: not run. `trained`: `from scratch` methods train inside the budget; "
-                 "`post-training` ones compress the trained full model (so they need its memory while training) "
-                 "and retrain one epoch; `training form, then post-training` ones train their own form first.\n\n")
+                 f"{agg.metric_label} (`{agg.metric}`) on the task's reported split; `cannot reach`: the method's "
+                 "smallest table exceeds the budget (reason in the records); `—`: not run. `trained`: `from scratch` "
+                 "methods train inside the budget; `post-training` ones compress the trained full model (so they "
+                 "need its memory while training) and retrain one epoch; `training form, then post-training` ones "
+                 "train their own form first.\n\n")
         text += "## Leaderboard\n\n" + leaderboard_table(agg)
         kinds = sorted({parse_budget(b)[0] for b in agg.budgets if b != "full"})
         for kind in kinds:

@@ -16,7 +16,7 @@ import shlex
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -29,6 +29,9 @@ from saec.errors import SaecError
 from saec.io import write_text
 from saec.nn.base import param_count
 from saec.nn.registry import PAPER_VARIANTS
+
+if TYPE_CHECKING:
+    from saec.data.ranking import RankingTask
 
 REFERENCE = "uncompressed"
 VARIANTS = PAPER_VARIANTS  # name in the report -> (registry method, fixed hyperparameters)
@@ -135,12 +138,14 @@ class Popularity(nn.Module):
         return self.counts.expand(len(history), -1)
 
 
-def _ranking_task(cfg: RankingConfig):
+def ranking_task(cfg: RankingConfig, cache: Path | None = None) -> RankingTask:
+    """The :class:`saec.data.ranking.RankingTask` of ``cfg``'s data set (fetched into the data cache once), with its
+    popularity threshold and held-out test interactions per user."""
     from saec.data import movielens
     from saec.data.ranking import movielens_ranking
 
-    movielens.fetch(cfg.dataset)
-    return movielens_ranking(cfg.dataset, min_count=cfg.min_count, num_test=cfg.num_test)
+    movielens.fetch(cfg.dataset, cache)
+    return movielens_ranking(cfg.dataset, cache, min_count=cfg.min_count, num_test=cfg.num_test)
 
 
 def task_facts(task) -> dict[str, Any]:
@@ -172,7 +177,7 @@ def run(cfg: RankingConfig, pass_command: list[str], json_path: str | Path, resu
         progress: bool = True) -> dict[str, Any]:
     """Run every cell of :func:`plan` not yet in the record at ``json_path`` (all of them unless ``resume`` or
     ``rerun``), writing the record after each; returns it."""
-    task = _ranking_task(cfg)
+    task = ranking_task(cfg)
     if progress:
         print(task.summary(), flush=True)
     sweep = Sweep(json_path, {"argv": pass_command, "config": asdict(cfg), "task": task_facts(task)}, pass_command,
@@ -200,7 +205,7 @@ def complete(record: dict[str, Any], cfg: RankingConfig) -> dict[str, Any]:
     commands state it) and the facts of the data set it read (computed again: the data's, not the run's)."""
     if "config" in record and "task" in record:
         return record
-    return {"config": asdict(cfg), "task": task_facts(_ranking_task(cfg)), **record}
+    return {"config": asdict(cfg), "task": task_facts(ranking_task(cfg)), **record}
 
 
 # ---- the page ---------------------------------------------------------------------------------------------
@@ -605,4 +610,4 @@ def render(record: dict[str, Any], md_path: str | Path, png_path: str | Path) ->
 
 
 __all__ = ["RankingConfig", "VARIANTS", "complete", "detail_table", "findings", "mean_loss", "plan", "plot",
-           "reference_table", "render", "run", "run_one", "summary_table", "task_facts"]
+           "ranking_task", "reference_table", "render", "run", "run_one", "summary_table", "task_facts"]

@@ -1,7 +1,9 @@
-"""Evaluation metrics: AUC and log loss (Saec §3.1), the same by feature frequency, and nDCG@k (MEmCom §5.2)."""
+"""Evaluation metrics: AUC and log loss (Saec §3.1), the same by feature frequency, nDCG@k (MEmCom §5.2), and a
+metric's share of the gap between a floor and a ceiling."""
 
 from __future__ import annotations
 
+import math
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -73,6 +75,16 @@ def ndcg_from_rank(rank: np.ndarray, k: int) -> float:
     """Mean nDCG@k when each query has exactly one relevant item at 0-based ``rank``."""
     r = np.asarray(rank, dtype=np.float64)
     return float(np.where(r < k, 1.0 / np.log2(r + 2.0), 0.0).mean())
+
+
+def gap_share(value: float, floor: float, ceiling: float) -> float:
+    """``(value - floor) / (ceiling - floor)``: 0 at the floor (a baseline's score), 1 at the ceiling (the best
+    reachable, e.g. the Bayes-optimal AUC of the synthetic trace); below 0 is worse than the baseline."""
+    if not all(math.isfinite(x) for x in (value, floor, ceiling)):
+        raise SaecError(f"gap_share needs finite numbers, got value {value}, floor {floor}, ceiling {ceiling}")
+    if ceiling <= floor:
+        raise SaecError(f"gap_share: the ceiling ({ceiling}) must lie above the floor ({floor})")
+    return float((value - floor) / (ceiling - floor))
 
 
 FREQUENCY_EDGES = (1, 10, 100, 1000)

@@ -122,10 +122,14 @@ def evaluate(model: PointwiseRanker, split: RankingSplit, k: int = 10,
     return {"ndcg": ndcg_from_rank(r, k), "hit": float((r < k).mean())}
 
 
-def fit(model: PointwiseRanker, train: RankingSplit, valid: RankingSplit, cfg: RankingConfig) -> History:
+def fit(model: PointwiseRanker, train: RankingSplit, valid: RankingSplit, cfg: RankingConfig,
+        optimizer: torch.optim.Optimizer | None = None) -> History:
     """Train up to ``cfg.epochs`` epochs, stop after ``cfg.patience`` epochs without a better validation
-    nDCG@k, and leave ``model`` holding the best epoch's weights."""
-    optimizer = make_optimizer(model, cfg)
+    nDCG@k, and leave ``model`` holding the best epoch's weights.
+
+    Pass an ``optimizer`` to keep its state afterwards (it holds the last epoch's state, not the best's), as
+    :func:`saec.train.loop.fit` takes one."""
+    optimizer = optimizer if optimizer is not None else make_optimizer(model, cfg)
 
     def run_epoch(epoch: int) -> tuple[dict, dict]:
         stats = train_epoch(model, train, optimizer, cfg, seed=cfg.seed * 1000 + epoch, desc=f"epoch {epoch + 1}")

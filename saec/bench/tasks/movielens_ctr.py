@@ -12,6 +12,8 @@ from typing import Any
 
 from torch import nn
 
+from saec.bench.tasks import BYTE_BUDGETS
+
 HIDDEN = (256, 128)
 EPOCHS = 1
 
@@ -23,7 +25,7 @@ class MovieLensCTR:
     metric = "auc"
     select_split = "valid"
     report_split = "test"
-    budgets = ("1/2", "1/4", "1/16", "1/64", "1/256", "1/1000")
+    budgets = BYTE_BUDGETS
     extra_methods: tuple[str, ...] = ()
 
     def describe(self) -> dict[str, Any]:
