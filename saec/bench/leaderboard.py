@@ -290,6 +290,10 @@ def pareto_plot(agg: Aggregate, path: str | Path, kind: str) -> None:
 
 
 def _environment(records: list[dict[str, Any]]) -> dict[str, str]:
+    """The environment lines of a task's page. Versions, machine, threads and peak RSS are those of the measured
+    cells (a budget out of reach is sized by the runner itself, whose threads and memory measure nothing)."""
+    all_records = records
+    records = [r for r in records if r["status"] == "ok"] or records
     envs = [r["environment"] for r in records if "environment" in r]
     out = {}
     for key in envs[0]:
@@ -302,8 +306,10 @@ def _environment(records: list[dict[str, Any]]) -> dict[str, str]:
     out["peak RSS per cell (its own process)"] = f"{min(rss):,.0f} to {max(rss):,.0f} MiB"
     loads = [r["loadavg_end"] for r in records if "loadavg_end" in r]
     out["1-min load average at the end of the cells"] = f"{min(loads):.1f} to {max(loads):.1f}"
-    wall = sum(r.get("wall_s", 0.0) for r in records)
-    out["cells"] = f"{len(records)} ({wall / 60:.1f} min of cell time)"
+    wall = sum(r.get("wall_s", 0.0) for r in all_records)
+    rest = len(all_records) - len(records)
+    out["cells"] = (f"{len(all_records)} ({wall / 60:.1f} min of cell time)" + (
+        f"; {rest} of them budgets out of reach (sized only, nothing trained)" if rest else ""))
     return out
 
 
