@@ -8,10 +8,10 @@ import pandas as pd
 import pytest
 import torch
 
-from saec.bench.grid import (Cell, cells, parse_budget, parse_method, read_record, read_records, run_cell, run_grid,
-                             write_record)
+from saec.bench.grid import (Cell, cells, parse_budget, parse_method, plan_tables, read_record, read_records, run_cell,
+                             run_grid, write_record)
 from saec.bench.leaderboard import Aggregate, render
-from saec.bench.tasks.cce_gmf import split_by_user
+from saec.bench.tasks.cce_gmf import INIT_STD, CceGmf, split_by_user
 from saec.errors import SaecError
 
 
@@ -119,3 +119,15 @@ def test_every_registered_method_has_a_survey_family():
     assert set(FAMILY) == set(METHODS)
     assert family("hashing:hash=universal") == "hashing" and family("saec") == "vector quantization"
     assert {f for _, fams in SURVEY.values() for f in fams} <= set(FAMILY.values())
+
+
+def test_the_peer_task_builds_the_peers_low_dim_and_dhe_unless_told_otherwise():
+    frame = pd.DataFrame({"user": ["a", "a", "a", "b", "b", "b"], "item": ["x", "y", "z", "x", "y", "z"],
+                          "rating": [5, 1, 4, 2, 5, 4], "timestamp": [1, 2, 3, 1, 2, 3]})
+    task, data = CceGmf(), split_by_user(frame)
+    plan = plan_tables(task, data, Cell("cce_gmf", "low_dim", "ppd8", 0))  # 256 parameters: 2r + 32r + 32
+    assert plan["user"]["build"] == {"init_std": INIT_STD, "projection": "affine", "low_dim": 6}
+    plan = plan_tables(task, data, Cell("cce_gmf", "low_dim:projection=linear", "ppd8", 0))
+    assert plan["user"]["build"]["projection"] == "linear" and plan["user"]["build"]["low_dim"] == 7  # 34r <= 256
+    assert plan_tables(task, data, Cell("cce_gmf", "dhe", "ppd64", 0))["item"]["build"]["activation"] == "relu"
+    assert "projection" not in plan_tables(task, data, Cell("cce_gmf", "factorized", "ppd8", 0))["user"]["build"]

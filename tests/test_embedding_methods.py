@@ -40,12 +40,14 @@ CASES = {  # case -> (method, hyperparameters, counts)
     "truncate-counts": ("truncate", {"num_kept": 10}, SHUFFLED),
     "low_dim": ("low_dim", {"low_dim": 3}, None),
     "low_dim-pad": ("low_dim", {"low_dim": 3, "projection": "pad"}, None),
+    "low_dim-affine": ("low_dim", {"low_dim": 3, "projection": "affine"}, None),
     "factorized": ("factorized", {"hidden": 3}, None),
     "mixed_dim": ("mixed_dim", {"base_dim": 8, "alpha": 0.5}, None),
     "mixed_dim-counts": ("mixed_dim", {"base_dim": 6, "alpha": 0.8}, SHUFFLED[::-1].copy()),
     "tt": ("tt", {"rank": 3}, None),
     "dhe": ("dhe", {"hidden": 8, "num_hashes": 6}, None),
     "dhe-deep": ("dhe", {"hidden": 5, "num_hashes": 4, "layers": 2}, None),
+    "dhe-relu": ("dhe", {"hidden": 5, "num_hashes": 4, "layers": 2, "activation": "relu"}, None),
     "dpq_train": ("dpq_train", {"num_subspaces": 2, "num_centroids": 8}, None),
     "dpq_train-groups": ("dpq_train", {"num_subspaces": 3, "num_centroids": 6, "group_centroids": [6, 3, 1]}, SHUFFLED),
     "dpq": ("dpq", {"num_subspaces": 2, "num_centroids": 8}, None),
@@ -324,6 +326,21 @@ def test_low_dim_and_factorized_are_projections():
     assert fac.param_count() == V * 3 + 3 * D
 
 
+def test_low_dim_affine_adds_a_trained_bias_to_the_projection():
+    lin = make_embedding("low_dim", V, D, low_dim=3, seed=4)
+    aff = make_embedding("low_dim", V, D, low_dim=3, projection="affine", seed=4)
+    ids = torch.tensor([[0, 5], [59, 5]])
+    assert torch.equal(aff(ids), lin(ids))  # the bias starts at zero: the same table as the linear projection
+    assert aff.param_count() == V * 3 + 3 * D + D
+    with torch.no_grad():
+        aff.bias.copy_(torch.arange(D, dtype=torch.float32))
+    x, P = aff.table.weight.detach(), aff.P.detach()
+    want = torch.stack([x[i] @ P + torch.arange(D) for i in ids.flatten().tolist()]).view(2, 2, D)
+    assert torch.allclose(aff(ids), want)
+    aff(ids).sum().backward()  # d(sum)/d(bias) = number of lookups, in every coordinate
+    assert torch.equal(aff.bias.grad, torch.full((D,), 4.0))
+
+
 def test_mixed_dim_blocks_dims_and_projections():
     assert block_plan(V, D, 8, 4, 0.5) == ([0, 3, 8, 22, 60], [8, 6, 4, 2])  # sizes 3, 5, 14, 38; 8 sqrt(3/n)
     assert block_plan(V, D, 8, 4, 0.0)[1] == [8, 8, 8, 8]
@@ -442,6 +459,7 @@ def test_budget_errors_and_bad_arguments():
            ("low_dim", {"low_dim": 2, "projection": "crop"}, "projection"), ("factorized", {"hidden": 0}, "hidden"),
            ("mixed_dim", {"alpha": 2.0}, "alpha"), ("mixed_dim", {"num_blocks": V + 1}, "num_blocks"),
            ("tt", {"rank": 0}, "rank"), ("tt", {"num_cores": 1}, "num_cores"),
+           ("dhe", {"hidden": 4, "activation": "tanh"}, "activation"),
            ("freq_double_hashing", {"num_buckets": 3, "num_frequent": -1}, "num_frequent"),
            ("memcom", {"num_buckets": 3, "init_std": 0.1, "sparse": "yes"}, "sparse")]
     for method, hyper, name in bad:
@@ -691,3 +709,18 @@ def test_dhe_encoding_is_deterministic_and_collision_free_and_there_is_no_table(
     assert enc[12345, 3].item() == pytest.approx(((a * 12345 + b) % PRIME % 10**6) / (10**6 - 1) * 2 - 1, abs=1e-6)
     # the parameters are the network's, whatever the number of ids
     assert table.param_count() == 8 * 16 + 16 + 16 * D + D == make_embedding("dhe", 10, D, hidden=16, num_hashes=8).param_count()
+
+
+@pytest.mark.parametrize("activation", ["mish", "relu"])
+def test_dhe_hidden_layers_apply_their_activation(activation):
+    table = make_embedding("dhe", V, D, hidden=5, num_hashes=4, layers=2, activation=activation, seed=2)
+    ids = torch.tensor([0, 7, 59])
+    f = {"mish": lambda z: z * torch.tanh(torch.log1p(torch.exp(z))), "relu": lambda z: z.clamp(min=0)}[activation]
+    (w1, b1), (w2, b2), (w3, b3) = [(m.weight.detach(), m.bias.detach()) for m in table.decoder
+                                    if isinstance(m, torch.nn.Linear)]
+    h = f(f(table.encode(ids) @ w1.T + b1) @ w2.T + b2)
+    assert torch.allclose(table(ids), h @ w3.T + b3, atol=1e-6)
+    same_weights = make_embedding("dhe", V, D, hidden=5, num_hashes=4, layers=2, seed=2,
+                                  activation="relu" if activation == "mish" else "mish")
+    assert not torch.allclose(same_weights(ids), table(ids))  # the activation is what differs
+    assert table.config()["activation"] == activation

@@ -15,6 +15,8 @@
   validation AUC over the epochs run (the peer's protocol: selection and report on the same split).
 - Init: the peer draws a full table from uniform(+-1/sqrt(32)); saec's tables draw N(0, init_std^2), and every
   method that takes ``init_std`` gets that uniform's standard deviation, 1/sqrt(3 * 32).
+- Methods of the peer's names take the peer's form of them where saec's default differs (:data:`PEER_FORMS`):
+  ``low_dim``'s projection has a bias, ``dhe``'s hidden layers use ReLU.
 - Budget: "parameters per dimension" (ppd): each table holds at most ``ppd * 32`` parameters (the peer counts
   parameters; index arrays and hash coefficients are not parameters), or the benchmark's own byte ratios.
 """
@@ -51,6 +53,8 @@ in issue 13; ``PEER_NAMES`` maps them to saec's methods."""
 PEER_NAMES = {"full table": "full", "CCE": "cce", "DHE": "dhe", "TT": "tt", "ROBE": "robe",
               "CE (compositional)": None, "hashing": "hashing:hash=universal", "low dimension": "low_dim"}
 """The saec method (with settings) of the same name as each published row; None: saec has no such method."""
+PEER_FORMS: dict[str, dict[str, Any]] = {"low_dim": {"projection": "affine"}, "dhe": {"activation": "relu"}}
+"""Settings :meth:`CceGmf.method_hyper` gives these methods on this task: the peer's forms of them."""
 
 
 class GMF(nn.Module):
@@ -215,13 +219,16 @@ class CceGmf:
     def method_hyper(self, method: str, data: dict[str, Any], table: str) -> dict[str, Any]:
         """What the task gives a method besides its budget: the peer's init scale to every method that takes
         ``init_std``; CCE re-clusters once per epoch for the first 75% of the epochs (the peer's schedule,
-        ``--last-cluster`` at its default)."""
+        ``--last-cluster`` at its default); ``low_dim`` projects with a bias (the peer's ``LowDimensionalEmbedding``
+        upscales with ``nn.Linear(dim0, dim1, bias=True)``) and ``dhe`` uses ReLU (the peer's ``DeepHashEmbedding``,
+        cce/dhe.py), so that the methods of the peer's names are the peer's."""
         from saec.nn.registry import METHODS
 
         spec = METHODS[method]
         out = {"init_std": INIT_STD} if "init_std" in spec.structure() else {}
         if method == "cce":
             out.update(cluster_every=math.ceil(len(data["train"]) / self.batch), max_clusterings=int(0.75 * self.epochs))
+        out.update(PEER_FORMS.get(method, {}))
         return out
 
     def model(self, data: dict[str, Any], seed: int, tables: dict[str, nn.Module]) -> GMF:
@@ -250,5 +257,5 @@ class CceGmf:
         return x[torch.arange(n) % len(x)]
 
 
-__all__ = ["CceGmf", "BATCH", "DIM", "EPOCHS", "GMF", "INIT_STD", "PEER_NAMES", "PUBLISHED", "Split", "evaluate", "fit",
+__all__ = ["CceGmf", "BATCH", "DIM", "EPOCHS", "GMF", "INIT_STD", "PEER_FORMS", "PEER_NAMES", "PUBLISHED", "Split", "evaluate", "fit",
            "make_optimizer", "prepare", "split_by_user", "train_epoch"]
