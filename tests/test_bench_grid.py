@@ -8,10 +8,10 @@ import pandas as pd
 import pytest
 import torch
 
-from saec.bench.grid import (Cell, cells, parse_budget, parse_method, read_record, read_records, run_cell, run_grid,
-                             write_record)
+from saec.bench.grid import (Cell, cells, parse_budget, parse_method, plan_tables, read_record, read_records, run_cell,
+                             run_grid, write_record)
 from saec.bench.leaderboard import Aggregate, render
-from saec.bench.tasks.cce_gmf import split_by_user
+from saec.bench.tasks.cce_gmf import CceGmf, split_by_user
 from saec.errors import SaecError
 
 
@@ -102,3 +102,20 @@ def test_the_peer_split_drops_threes_and_keeps_each_users_last_two_for_validatio
     # ids by training frequency: users a (2 rows), c (1), b (0); items x, y, w in train once each, z never
     assert d["tables"]["user"]["counts"].tolist() == [2, 1, 0]
     assert d["tables"]["item"]["rows"] == 4 and np.sum(d["tables"]["item"]["counts"]) == 3
+
+
+@pytest.mark.parametrize("ppd", [16, 64])
+def test_the_peer_task_sizes_cce_and_robe_as_the_peers_make_embedding(ppd):
+    """thomasahle/cce's make_embedding at num_params = ppd * 32 and its default 4 chunks: CCE has two tables of
+    num_params // 32 // 2 rows of 4 columns of 8; ROBE one array of num_params floats read in chunks of 8."""
+    rng = np.random.default_rng(0)
+    n = 3000
+    frame = pd.DataFrame({"user": rng.integers(0, 100, n).astype(str), "item": rng.integers(0, 90, n).astype(str),
+                          "rating": rng.choice([1, 2, 4, 5], n), "timestamp": rng.integers(0, 10**6, n)})
+    task, data = CceGmf(), split_by_user(frame)
+    num_params = ppd * 32
+    for table in ("user", "item"):
+        cce = plan_tables(task, data, Cell("cce_gmf", "cce", f"ppd{ppd}", 0))[table]["build"]
+        assert (cce["k"], cce["columns"]) == (num_params // 32 // 2, 4)
+        robe = plan_tables(task, data, Cell("cce_gmf", "robe", f"ppd{ppd}", 0))[table]["build"]
+        assert (robe["memory_size"], robe["block"]) == (num_params, 32 // 4)
