@@ -131,3 +131,20 @@ def test_the_peer_task_builds_the_peers_low_dim_and_dhe_unless_told_otherwise():
     assert plan["user"]["build"]["projection"] == "linear" and plan["user"]["build"]["low_dim"] == 7  # 34r <= 256
     assert plan_tables(task, data, Cell("cce_gmf", "dhe", "ppd64", 0))["item"]["build"]["activation"] == "relu"
     assert "projection" not in plan_tables(task, data, Cell("cce_gmf", "factorized", "ppd8", 0))["user"]["build"]
+
+
+@pytest.mark.parametrize("ppd", [16, 64])
+def test_the_peer_task_sizes_cce_and_robe_as_the_peers_make_embedding(ppd):
+    """thomasahle/cce's make_embedding at num_params = ppd * 32 and its default 4 chunks: CCE has two tables of
+    num_params // 32 // 2 rows of 4 columns of 8; ROBE one array of num_params floats read in chunks of 8."""
+    rng = np.random.default_rng(0)
+    n = 3000
+    frame = pd.DataFrame({"user": rng.integers(0, 100, n).astype(str), "item": rng.integers(0, 90, n).astype(str),
+                          "rating": rng.choice([1, 2, 4, 5], n), "timestamp": rng.integers(0, 10**6, n)})
+    task, data = CceGmf(), split_by_user(frame)
+    num_params = ppd * 32
+    for table in ("user", "item"):
+        cce = plan_tables(task, data, Cell("cce_gmf", "cce", f"ppd{ppd}", 0))[table]["build"]
+        assert (cce["k"], cce["columns"]) == (num_params // 32 // 2, 4)
+        robe = plan_tables(task, data, Cell("cce_gmf", "robe", f"ppd{ppd}", 0))[table]["build"]
+        assert (robe["memory_size"], robe["block"]) == (num_params, 32 // 4)

@@ -14,6 +14,7 @@ from saec.nn.double_hashing import DoubleHashEmbedding
 from saec.nn.base import PRIME
 from saec.nn.hashing import HashEmbedding
 from saec.nn.mixed_dim import block_plan
+from saec.nn.robe import RobeEmbedding
 from saec.errors import SaecError
 from saec.nn.bag import MODES, CompressedEmbeddingBag, PaddedEmbedding
 from saec.nn.registry import FROM_SCRATCH, METHODS, PAPER_VARIANTS, POST_TRAINING, fit_hyperparameters, from_float, make_embedding, method_of
@@ -243,20 +244,51 @@ def test_robe_reads_blocks_of_one_shared_array_of_its_budget(block):
     table = make_embedding("robe", V, D, budget_params=50, block=block)
     assert table.param_count() == table.memory_size == 50 and table.memory.weight.shape == (50, 1)
     z = table.block
-    a, b = (int(x) for x in table.hash_coeffs[0])
+    coeffs = table.hash_coeffs.tolist()
+    assert len(coeffs) == -(-D // z)  # one hash per block position of a row
     memory = table.memory.weight.detach()[:, 0]
     ids = torch.tensor([0, 1, 17, 59])
     got = table(ids)
     for r, i in enumerate(ids.tolist()):  # by hand: weight (i, j) sits at head(block) + offset in the ring
         for j in range(D):
             f = i * D + j
-            head = (a * (f // z) + b) % PRIME % 50
+            a, b = coeffs[f // z % len(coeffs)]  # block q: hash number q mod C, of q // C
+            head = (a * (f // z // len(coeffs)) + b) % PRIME % 50
             assert got[r, j] == memory[(head + f % z) % 50]
     if block is None:  # one block per row: every id reads D consecutive weights (mod 50) from its head
         pos = table.positions(ids)
         assert torch.equal((pos - pos[:, :1]) % 50, torch.arange(D).expand(len(ids), D))
     with pytest.raises(SaecError, match="memory_size"):
         make_embedding("robe", V, D, memory_size=V * D + 1)
+
+
+def test_robe_heads_of_one_ids_blocks_collide_independently():
+    """Two ids whose first blocks share a head share their second block's head about 1/m of the time (one linear
+    hash of every block id makes them share it most of the time: consecutive block ids get heads a fixed stride
+    apart)."""
+    v, m = 4000, 64
+    table = RobeEmbedding(v, 4, memory_size=m, block=2, seed=3)
+    pos = table.positions(torch.arange(v))
+    first, second = pos[:, 0], pos[:, 2]  # the heads of each id's two blocks (offset 0 in each)
+
+    def pairs(keys: torch.Tensor) -> int:
+        n = torch.unique(keys, return_counts=True)[1]
+        return int((n * (n - 1) // 2).sum())
+
+    both, first_only = pairs(first * m + second), pairs(first)
+    assert first_only > 100_000 and both / first_only < 1.5 / m
+
+
+def test_robe_dense_and_sparse_gradients_agree():
+    """The dense path (indexing M's column) and the sparse one (M as an embedding table) give the same gradient."""
+    ids = torch.tensor([3, 3, 17, 59, 0])
+    grads = []
+    for sparse in (False, True):
+        table = RobeEmbedding(V, D, memory_size=20, block=3, seed=1, init_std=1.0, sparse=sparse)
+        (table(ids) * torch.arange(D)).sum().backward()
+        grad = table.memory.weight.grad
+        grads.append(grad.to_dense() if grad.is_sparse else grad)
+    assert grads[0].abs().sum() > 0 and torch.allclose(grads[0], grads[1])
 
 
 @pytest.mark.parametrize("combine", ["concat", "sum"])
