@@ -148,3 +148,35 @@ def test_the_peer_task_sizes_cce_and_robe_as_the_peers_make_embedding(ppd):
         assert (cce["k"], cce["columns"]) == (num_params // 32 // 2, 4)
         robe = plan_tables(task, data, Cell("cce_gmf", "robe", f"ppd{ppd}", 0))[table]["build"]
         assert (robe["memory_size"], robe["block"]) == (num_params, 32 // 4)
+
+
+def _record(method, budget, auc, *, latency=1.0, kind="from scratch"):
+    cell = {"task": "synthetic_gmf", "method": method, "budget": budget, "seed": 0}
+    if auc is None:
+        return {"cell": cell, "task": {"name": "synthetic_gmf"}, "kind": kind, "status": "unreachable",
+                "reason": "too small"}
+    return {"cell": cell, "task": {"name": "synthetic_gmf"}, "kind": kind, "status": "ok", "metrics": {"auc": auc},
+            "latency": {"1": {"median_ms": latency}, "4096": {"median_ms": latency}},
+            "train": {"seconds_per_epoch": latency}, "training_state_bytes": latency, "table_bytes": 1,
+            "table_params": 1, "ratio": 2.0, "peak_train_rss_mib": 1.0}
+
+
+def test_the_leaderboard_orders_by_mean_rank_and_the_task_guide_times_only_accurate_methods():
+    from saec.bench.guide import task_guide
+    from saec.bench.leaderboard import leaderboard_table, mean_ranks
+
+    records = [_record("full", "full", 0.80),
+               # a: best at the loose budget, out of reach at the tight one; b: second at both; c: last, fastest
+               _record("a", "ppd64", 0.79), _record("a", "ppd16", None),
+               _record("b", "ppd64", 0.78, latency=2.0), _record("b", "ppd16", 0.70, latency=2.0),
+               _record("c", "ppd64", 0.60, latency=0.1), _record("c", "ppd16", 0.50, latency=0.1)]
+    agg = Aggregate(records)
+    ranks = mean_ranks(agg)
+    # the full model (0.80) is a row at every budget: ppd64 full, a, b, c; ppd16 full, b, c, then a (out of reach)
+    assert ranks == pytest.approx({"full": 1.0, "a": (2 + 4) / 2, "b": (3 + 2) / 2, "c": (4 + 3) / 2})
+    lines = [line.split(" | ")[0].strip("| ") for line in leaderboard_table(agg).splitlines()[2:]]
+    assert lines == ["full", "b", "a", "c"]
+    rows = {line.split(" | ")[0].strip("| "): line for line in task_guide("synthetic_gmf", agg).splitlines()[2:]}
+    # c is the fastest but 24% below the best at ppd64: the accurate pool there is a and b (within 1%)
+    assert "a (1.000 ms)" in rows["ppd64"] and "c (" not in rows["ppd64"]
+    assert "b (2.000 ms)" in rows["ppd16"]  # only b is within 1% of b

@@ -112,6 +112,33 @@ def _verdict(rows: list[dict[str, Any]], req: str) -> str:
     return f"the family most often first ({first}) is {says} ({', '.join(recommended)})"
 
 
+def task_guide(task: str, agg: Aggregate) -> str:
+    """One task's rows of :func:`answers` as a table: per budget the most accurate method, the most accurate
+    trained within the budget, and the leaders on the other axes among the accurate methods (the count in
+    brackets is the size of that pool)."""
+    from saec.bench.report import markdown_table
+
+    rows = answers({task: agg})
+    by_budget = {req: {r["budget"]: r for r in rs} for req, rs in rows.items()}
+    table = [["budget", "most accurate", "most accurate trained within the budget",
+              f"accurate methods (within {ACCURATE:.0%})", "fastest inference (b=1)", "fastest training epoch",
+              "least training state"]]
+    for r in rows["accuracy"]:
+        b, inside = r["budget"], r["inside"]
+        row = [b, f"{r['method']} ({r['value']:.4f})", f"{inside[0]} ({inside[1]:.4f})" if inside else "—"]
+        leaders = [by_budget[req].get(b) for req in ("inference", "training speed", "training memory")]
+        row.append(str(leaders[0]["pool"]) if leaders[0] else "—")
+        for req, lead in zip(("inference", "training speed", "training memory"), leaders):
+            if lead is None:
+                row.append("—")
+                continue
+            value = _fmt_bytes(lead["value"]) if req == "training memory" else (
+                f"{lead['value']:.3f} ms" if req == "inference" else f"{lead['value']:.2f} s")
+            row.append(f"{', '.join(lead['tied'])} ({value})")
+        table.append(row)
+    return markdown_table(table)
+
+
 def guide_page(aggs: dict[str, Aggregate], commands: list[str]) -> str:
     """The page (module docstring) for the tasks in ``aggs``."""
     from saec.bench.report import markdown_table
@@ -160,4 +187,4 @@ def guide_page(aggs: dict[str, Aggregate], commands: list[str]) -> str:
     return text
 
 
-__all__ = ["ACCURATE", "FAMILY", "SURVEY", "answers", "family", "guide_page"]
+__all__ = ["ACCURATE", "FAMILY", "SURVEY", "answers", "family", "guide_page", "task_guide"]

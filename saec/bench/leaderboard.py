@@ -123,19 +123,32 @@ def _fmt_bytes(b: float | None) -> str:
     return f"{b:,.0f} B"
 
 
+def mean_ranks(agg: Aggregate) -> dict[str, float]:
+    """Each method's rank at each budget (1 = most accurate; a budget it does not reach, or was not run at, ranks
+    after every method that has a value there), averaged over the budgets: the leaderboard's order."""
+    budgets = [b for b in agg.budgets if b != "full"] or ["full"]
+    ranks: dict[str, list[float]] = defaultdict(list)
+    for b in budgets:
+        values = dict(agg.ranked(b))
+        if agg.mean("full", "full") is not None:  # the reference is a row at every budget
+            values["full"] = agg.mean("full", "full")
+        order = sorted(values, key=lambda m: -values[m])
+        for m in agg.methods:
+            ranks[m].append(order.index(m) + 1.0 if m in values else len(values) + 1.0)
+    return {m: sum(r) / len(r) for m, r in ranks.items()}
+
+
 def leaderboard_table(agg: Aggregate) -> str:
     from saec.bench.report import markdown_table
 
     budgets = [b for b in agg.budgets if b != "full"]
-    mid = budgets[len(budgets) // 2] if budgets else "full"
-    order = sorted(agg.methods, key=lambda m: -(agg.mean(m, mid) if agg.mean(m, mid) is not None else
-                                                (agg.mean(m, "full") or -1.0) if m == "full" else -1.0))
-    rows = [["method", "trained", *budgets] if budgets else ["method", "trained", "full"]]
+    ranks = mean_ranks(agg)
+    order = sorted(agg.methods, key=lambda m: (ranks[m], m))
+    rows = [["method", "trained", "mean rank", *budgets] if budgets else ["method", "trained", "mean rank", "full"]]
     for m in order:
-        if m == "full":
-            rows.append([m, agg.kind(m), *([agg.cell_text(m, "full")] * max(len(budgets), 1))])
-        else:
-            rows.append([m, agg.kind(m), *[agg.cell_text(m, b) for b in budgets]])
+        cells = [agg.cell_text(m, "full")] * max(len(budgets), 1) if m == "full" else \
+            [agg.cell_text(m, b) for b in budgets]
+        rows.append([m, agg.kind(m), f"{ranks[m]:.1f}", *cells])
     return markdown_table(rows)
 
 
@@ -153,30 +166,6 @@ def axes_table(agg: Aggregate, budget: str) -> str:
                      f"{agg.axis(m, b, 'ratio'):.1f}x", f"{agg.axis(m, b, 'latency1'):.3f}",
                      f"{agg.axis(m, b, 'latency4096'):.2f}", f"{agg.axis(m, b, 'epoch_s'):.2f}",
                      _fmt_bytes(agg.axis(m, b, "state_bytes")), f"{agg.axis(m, b, 'rss'):,.0f}"])
-    return markdown_table(rows)
-
-
-def guide(agg: Aggregate) -> str:
-    """Survey §5.1's question per budget, answered from the aggregates."""
-    from saec.bench.report import markdown_table
-
-    rows = [["budget", "most accurate", "most accurate trained within the budget", "fastest inference (b=1)",
-             "fastest training epoch", "least training state"]]
-    for b in (x for x in agg.budgets if x != "full"):
-        ok = [m for m in agg.methods if m != "full" and agg.mean(m, b) is not None]
-        if not ok:
-            continue
-
-        def best(what: str, pool: list[str]) -> str:
-            vals = [(agg.axis(m, b, what), m) for m in pool]
-            vals = [(v, m) for v, m in vals if v is not None]
-            return f"{min(vals)[1]} ({agg.mean(min(vals)[1], b):.4f})" if vals else "—"
-
-        top = agg.ranked(b)
-        inside = agg.ranked(b, IN_BUDGET)
-        rows.append([b, f"{top[0][0]} ({top[0][1]:.4f})" if top else "—",
-                     f"{inside[0][0]} ({inside[0][1]:.4f})" if inside else "—",
-                     best("latency1", ok), best("epoch_s", ok), best("state_bytes", ok)])
     return markdown_table(rows)
 
 
@@ -348,7 +337,8 @@ def render(root: str | Path) -> list[Path]:
                  "methods train inside the budget; `post-training` ones compress the trained full model (so they "
                  "need its memory while training) and retrain one epoch; `training form, then post-training` ones "
                  "train their own form first.\n\n")
-        text += "## Leaderboard\n\n" + leaderboard_table(agg)
+        text += ("## Leaderboard\n\nRows in order of mean rank over the budgets (1 = the most accurate at a budget; a "
+                 "budget a method does not reach ranks it after every method that does).\n\n" + leaderboard_table(agg))
         kinds = sorted({parse_budget(b)[0] for b in agg.budgets if b != "full"})
         for kind in kinds:
             png = root / f"{task}_pareto_{kind}.png"
@@ -356,7 +346,10 @@ def render(root: str | Path) -> list[Path]:
             text += f"\n![Pareto: accuracy against bytes ({kind})]({png.name})\n"
         if task == "cce_gmf":
             text += "\n## Beside the peer's published table (thomasahle/cce)\n\n" + peer_section(agg)
-        text += "\n## Guide (survey §5.1): which method for what, by budget\n\n" + guide(agg)
+        from saec.bench.guide import task_guide
+
+        text += ("\n## Guide (survey §5.1): which method for what, by budget\n\n"
+                 "The rule of [guide.md](guide.md), on this task alone.\n\n" + task_guide(task, agg))
         text += ("\nLatency: median of repeated eval-mode forwards of the whole model in the cell's process (one "
                  "torch thread when cells ran in parallel); training state: parameters, buffers, gradients and "
                  "optimizer state of the model that was trained (for post-training methods, the full one).\n")
