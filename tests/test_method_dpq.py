@@ -173,3 +173,11 @@ def test_bench_flow_trains_the_budget_structure_then_compress_stores_it():
     model.embeddings.replace("user", make_embedding("dpq_train", v, 16, num_subspaces=1, seed=3))
     with pytest.raises(SaecError, match="num_subspaces=.*keeps its structure"):
         saec.compress(model, "dpq", ratio=16, tables=["embeddings.tables.user"])
+
+
+def test_nearest_centroid_ties_go_to_the_lower_index_within_each_groups_limit():
+    from saec.nn.dpq import assign
+
+    books = torch.tensor([[[1.0], [0.0], [0.0], [0.0]]])  # centroids 1-3 tie for a zero sub-vector
+    q = torch.zeros(4, 1, 1)
+    assert assign(q, books, torch.tensor([4, 2, 1, 3])).tolist() == [[1], [1], [0], [1]]
