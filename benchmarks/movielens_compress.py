@@ -13,11 +13,11 @@ differs from the flow's ``compress_model``.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 from saec.bench.movielens_compress import CompressBenchConfig, flow_mismatches, render, run
+from saec.bench.report import read_result
 from saec.io import write_json
 
 
@@ -33,13 +33,13 @@ def main() -> None:
     args = ap.parse_args()
     json_path, png_path = args.out.with_suffix(".json"), args.out.with_suffix(".png")
     if args.from_json:
-        record = json.loads(args.from_json.read_text())
+        record = read_result(args.from_json)
     else:
         command = ["flock", "/tmp/saec-bench.lock", "python", "benchmarks/movielens_compress.py",
                    *[a for a in sys.argv[1:] if a != "--quiet"]]
         cfg = CompressBenchConfig(dataset=args.dataset, epochs=args.epochs)
         record = run(cfg, command, progress=not args.quiet)
-        write_json(json_path, record)
+        record = read_result(write_json(json_path, record))  # the page always comes from the JSON as stored
     render(record, args.out, png_path)
     print(f"wrote {args.out}, {png_path}" + ("" if args.from_json else f", {json_path}"))
     bad = flow_mismatches(record)

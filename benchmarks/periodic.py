@@ -15,11 +15,11 @@ Logic in :mod:`saec.bench.periodic`. Run from the repository root under the benc
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 from saec.bench.periodic import COMPARED_TIMES, render, render_compare, run, write_trace_csv
+from saec.bench.report import read_result
 from saec.io import write_json
 
 RESULTS = Path("docs/results")
@@ -44,12 +44,12 @@ def main() -> None:
     md = RESULTS / f"{args.name}.md"
     title = args.title or f"saec periodic: {args.name}"
     if args.compare:
-        a, b = (json.loads(p.read_text()) for p in args.compare)
+        a, b = (read_result(p) for p in args.compare)
         render_compare(a, b, md, title, tuple(args.names), args.time_key, ["python", "benchmarks/periodic.py", *argv])
         print(f"wrote {md}")
         return
     if args.from_json:
-        record = json.loads(args.from_json.read_text())
+        record = read_result(args.from_json)
     else:
         if args.run_dir is None:
             raise SystemExit("--run-dir is needed to run")
@@ -62,7 +62,7 @@ def main() -> None:
             names = SyntheticTrace(TraceConfig.preset(args.trace_csv)).names
             passed = ["--folder", str(data), "--label", "label", "--fields", ",".join(names), *passed]
         record = run(passed, args.run_dir, ["flock", "/tmp/saec-bench.lock", "python", "benchmarks/periodic.py", *argv])
-        write_json(md.with_suffix(".json"), record)
+        record = read_result(write_json(md.with_suffix(".json"), record))  # the page comes from the JSON as stored
     render(record, md, title)
     print(f"wrote {md}, {md.stem}_fig5.png, {md.stem}_fig6.png" + ("" if args.from_json else f", {md.with_suffix('.json')}"))
 

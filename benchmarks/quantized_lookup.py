@@ -12,11 +12,11 @@ Run from the repository root, under the benchmark lock so timed runs never overl
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 from saec.bench.lookup import LookupConfig, render, run
+from saec.bench.report import read_result
 from saec.io import write_json
 
 
@@ -35,12 +35,12 @@ def main() -> None:
             args.out = Path("/tmp/quantized_lookup_quick.md")
     json_path, png_path = args.out.with_suffix(".json"), args.out.with_suffix(".png")
     if args.from_json:
-        record = json.loads(json_path.read_text())
+        record = read_result(json_path)
     else:
         command = ["flock", "/tmp/saec-bench.lock", "python", "benchmarks/quantized_lookup.py",
                    *[a for a in sys.argv[1:] if a not in ("--from-json", "--quiet")]]
         write_json(json_path, run(LookupConfig(rows=args.rows, repeats=args.repeats), command, progress=not args.quiet))
-        record = json.loads(json_path.read_text())  # the page always comes from the JSON as stored
+        record = read_result(json_path)  # the page always comes from the JSON as stored
     render(record, args.out, png_path)
     print(f"wrote {args.out}, {png_path}" + ("" if args.from_json else f", {json_path}"))
 

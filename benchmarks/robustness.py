@@ -7,10 +7,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
+from saec.bench.report import read_result
 from saec.bench.robustness import RobustnessConfig, render, run
 from saec.io import write_json, write_text
 
@@ -25,10 +25,10 @@ def main() -> None:
     args = ap.parse_args()
     json_path = args.out.with_suffix(".json")
     if args.from_json:
-        record = json.loads(json_path.read_text())
+        record = read_result(json_path)
     else:
         record = run(RobustnessConfig(args.cases, args.seed), ["python", *sys.argv], progress=not args.quiet)
-        write_json(json_path, record)
+        record = read_result(write_json(json_path, record))  # the page always comes from the JSON as stored
     write_text(args.out, render(record))
     print(f"wrote {args.out} and {json_path}")
 

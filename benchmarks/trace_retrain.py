@@ -10,10 +10,10 @@ minutes on 2 cores; ``--quick`` for a smoke run), or re-render the page from the
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
+from saec.bench.report import read_result
 from saec.bench.trace_retrain import RetrainStudyConfig, merge, render, run
 from saec.io import write_json
 
@@ -33,7 +33,7 @@ def main() -> None:
     args = ap.parse_args()
     argv = ["python", "benchmarks/trace_retrain.py", *sys.argv[1:]]
     if args.from_json:
-        record = merge([json.loads(p.read_text()) for p in args.from_json])
+        record = merge([read_result(p) for p in args.from_json])
         render(record, args.out, argv)
         print(f"wrote {args.out}")
         return
@@ -42,7 +42,7 @@ def main() -> None:
     json_path = args.json or args.out.with_suffix(".json")
     record = run(cfg, ["flock", "/tmp/saec-bench.lock", *argv], checkpoint=lambda r: write_json(json_path, r))
     write_json(json_path, record)
-    render(json.loads(json_path.read_text()), args.out)  # the page always comes from the JSON as stored
+    render(read_result(json_path), args.out)  # the page always comes from the JSON as stored
     print(f"wrote {args.out}, {json_path} in {record['wall_s'] / 60:.1f} min")
 
 

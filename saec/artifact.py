@@ -165,7 +165,7 @@ def reseal(folder: str | Path) -> dict[str, Any]:
     """Write ``folder``'s manifest again over its files as they are now, keeping its kind and fields: for
     tools and tests that edit an artifact on purpose (loading checks everything else a manifest implies)."""
     folder = Path(folder)
-    old = json.loads((folder / MANIFEST).read_text())
+    old = read_manifest(folder)
     (folder / MANIFEST).unlink()
     return seal(folder, old["format"], {k: v for k, v in old.items() if k not in RESERVED})
 
@@ -195,7 +195,7 @@ def recognise(folder: Path) -> str:
     if not (folder / MANIFEST).exists():  # (only its first entries listed: the folder may be huge)
         entries = sorted(p.name for _, p in zip(range(5), folder.iterdir()))
         raise SaecError(f"{folder} has no {MANIFEST}; it holds {[str(folder / n) for n in entries]}")
-    manifest = _read_manifest(folder)
+    manifest = read_manifest(folder)
     listed = set(manifest["files"])
     present = set(_walk(folder)) - {MANIFEST}
     extra, missing = sorted(present - listed), sorted(listed - present)
@@ -299,7 +299,9 @@ def _check_name(folder: Path, name: Any) -> str:
     return name
 
 
-def _read_manifest(folder: Path) -> dict[str, Any]:
+def read_manifest(folder: Path) -> dict[str, Any]:
+    """The manifest of the artifact ``folder``, verified (its own checksum, form, kind, version and file entries; the
+    files themselves are verified by :func:`read_artifact`)."""
     path = folder / MANIFEST
     if path.is_symlink():
         raise SaecError(f"{path} is a symlink; saec artifacts hold none")
@@ -447,7 +449,7 @@ def read_artifact(folder: str | Path, kinds: str | Iterable[str], what: str = "a
         raise SaecFileNotFoundError(f"no {what} at {folder}")
     if not folder.is_dir():
         raise SaecError(f"{folder} is a file; a {what} is a folder with a {MANIFEST} (written by saec)")
-    manifest = _read_manifest(folder)
+    manifest = read_manifest(folder)
     if manifest["format"] not in kinds:
         hint = f"; its model is {folder / 'model'}" if manifest["format"] == "saec-run" and "saec-model" in kinds \
             else ""

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from saec.artifact import MANIFEST, _read_manifest, read_artifact, recognise
+from saec.artifact import MANIFEST, read_artifact, read_manifest, recognise
 from saec.errors import SaecError, SaecFileNotFoundError
 
 
@@ -92,19 +92,22 @@ def check_artifact(path: str | Path) -> Checked:
     target = path.resolve() if path.is_symlink() else path
     kind = recognise(target)
     summary = CHECKS[kind](target)
-    manifest = _read_manifest(target)  # the files were verified by the kind's reader: only the manifest again
+    manifest = read_manifest(target)  # the files were verified by the kind's reader: only the manifest again
     return Checked(path, kind, len(manifest["files"]), sum(f["bytes"] for f in manifest["files"].values()),
                    str(manifest["saec_version"]), summary)
 
 
 def check(path: str | Path) -> list[Checked]:
-    """Every artifact at ``path``: the artifact itself, or for a ``saec periodic`` folder its run file, every
+    """Every artifact at ``path``: the artifact itself, or for a ``saec periodic`` folder its run file and log, every
     published version in ``serving/`` and every checkpoint."""
-    from saec.pipeline.periodic import CHECKPOINTS, RUN_FILE, SERVING, PeriodicRun
+    from saec.io import read_jsonl
+    from saec.pipeline.periodic import CHECKPOINTS, LOG_FILE, RUN_FILE, SERVING, read_run_file
 
     path = Path(path)
     if path.is_dir() and not (path / MANIFEST).exists() and (path / RUN_FILE).exists():
-        PeriodicRun._read_run_file(path / RUN_FILE)
+        read_run_file(path / RUN_FILE)
+        if (path / LOG_FILE).exists():
+            read_jsonl(path / LOG_FILE)
         inner = sorted(p for p in (path / SERVING).glob("v*") if p.is_dir() and not p.is_symlink())
         inner += sorted(p for p in (path / CHECKPOINTS).glob("*") if p.is_dir())
         if not inner:

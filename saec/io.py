@@ -19,10 +19,15 @@ keys, shapes and dtypes, that no float holds NaN, that masks and id buffers lie 
 vocabulary has as many values and counts as its field's table has rows.
 
 Files and folders are written with the permissions new ones normally get (``0o666`` / ``0o777`` less the umask).
+
+A JSON file saec writes outside an artifact (a benchmark's raw record, a sweep's, a CLI's result) carries its own
+checksum (:func:`write_json`, :func:`read_json`): the field :data:`CHECKSUM`, the SHA-256 of the rest of the object as
+canonical JSON (:func:`json_digest`); a JSON-lines log carries one per line (:func:`write_jsonl`, :func:`read_jsonl`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -76,9 +81,79 @@ def write_text(path: str | Path, text: str) -> Path:
     return atomic_write(path, lambda f: f.write(text), binary=False)
 
 
-def write_json(path: str | Path, obj: Any) -> Path:
-    """Atomically write ``obj`` as indented JSON."""
-    return write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+CHECKSUM = "sha256"
+"""The field of a checksummed JSON object that holds its :func:`json_digest`."""
+
+
+def json_digest(obj: dict[str, Any]) -> str:
+    """Hex SHA-256 of ``obj`` without its :data:`CHECKSUM` field, as canonical JSON (``json.dumps`` with sorted keys
+    and its default separators: the scheme the benchmark grid's records have always used)."""
+    body = {k: v for k, v in obj.items() if k != CHECKSUM}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+def checksummed(path: str | Path, obj: Any) -> dict[str, Any]:
+    """``obj`` (a dict of plain data) as JSON will give it back, with its :data:`CHECKSUM` (replacing any it had).
+
+    The digest is taken of the object read back from its JSON, so that what JSON changes (tuples to lists, integer
+    keys to strings, their order) cannot make a file fail its own check."""
+    if not isinstance(obj, dict):
+        raise SaecTypeError(f"{path}: saec writes a JSON object (a dict) here, got {type(obj).__name__}")
+    try:
+        plain = json.loads(json.dumps(obj))
+    except (TypeError, ValueError) as e:
+        raise SaecTypeError(f"{path}: cannot write {obj!r:.200} as JSON: {e}") from None
+    return {**plain, CHECKSUM: json_digest(plain)}
+
+
+def write_json(path: str | Path, obj: dict[str, Any]) -> Path:
+    """Atomically write the dict ``obj`` as indented JSON with its checksum (:func:`checksummed`)."""
+    return write_text(path, json.dumps(checksummed(path, obj), indent=2, sort_keys=True) + "\n")
+
+
+def _verified(where: str, text: str, legacy_ok: bool) -> dict[str, Any]:
+    """The JSON object in ``text`` (from ``where``), its checksum verified."""
+    try:
+        obj = json.loads(text)
+    except ValueError as e:
+        raise SaecError(f"{where}: not JSON ({e})") from None
+    if not isinstance(obj, dict):
+        raise SaecError(f"{where}: a JSON {type(obj).__name__}, not the object saec writes")
+    if CHECKSUM not in obj:
+        if legacy_ok:
+            return obj
+        raise SaecError(f"{where}: no {CHECKSUM!r} checksum: not a file saec wrote (or written before its files "
+                        f"carried one)")
+    if obj[CHECKSUM] != json_digest(obj):
+        raise SaecError(f"{where}: checksum mismatch (changed after saec wrote it, or damaged)")
+    return obj
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise SaecError(f"{path}: unreadable ({type(e).__name__}: {e})") from None
+
+
+def read_json(path: str | Path, legacy_ok: bool = False) -> dict[str, Any]:
+    """The object :func:`write_json` wrote at ``path`` (its :data:`CHECKSUM` field included), verified: a file that
+    cannot be read, is not a JSON object or fails its checksum raises :class:`~saec.errors.SaecError` naming it. One
+    without a checksum is refused too, unless ``legacy_ok`` (benchmark pages rendered from raw records written before
+    records carried one; such an object has no :data:`CHECKSUM` field)."""
+    return _verified(str(path), _read(Path(path)), legacy_ok)
+
+
+def write_jsonl(path: str | Path, rows: Iterable[dict[str, Any]]) -> Path:
+    """Atomically write ``rows`` (dicts of plain data) as JSON lines (sorted keys), each with its checksum."""
+    return write_text(path, "".join(json.dumps(checksummed(path, r), sort_keys=True) + "\n" for r in rows))
+
+
+def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
+    """The rows :func:`write_jsonl` wrote at ``path``, each verified (errors name the file and line), without their
+    :data:`CHECKSUM` fields."""
+    rows = [_verified(f"{path}, line {i + 1}", line, False) for i, line in enumerate(_read(Path(path)).splitlines())]
+    return [{k: v for k, v in r.items() if k != CHECKSUM} for r in rows]
 
 
 def save_model(path: str | Path, model: nn.Module, vocabs: dict[str, Vocabulary],

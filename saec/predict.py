@@ -113,7 +113,7 @@ class Predictor:
     @classmethod
     def from_folder(cls, folder: Path, version: str, max_records: int = MAX_RECORDS) -> "Predictor":
         """Load the saved model folder ``folder`` (every file verified) and warm it with one prediction."""
-        from saec.artifact import _read_manifest
+        from saec.artifact import read_manifest
         from saec.io import load_model
 
         model, vocabs, extra = load_model(folder)
@@ -122,7 +122,7 @@ class Predictor:
                 v.check()
             except SaecError as e:
                 raise SaecError(f"{folder}: field {name!r}: {e}") from None
-        p = cls(model, vocabs, extra, version, max_records, _read_manifest(folder)["manifest_sha256"])
+        p = cls(model, vocabs, extra, version, max_records, read_manifest(folder)["manifest_sha256"])
         p.predict([{n: None for n in p.fields}])  # every field unknown: runs each table once before a request
         return p
 

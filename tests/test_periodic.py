@@ -8,6 +8,7 @@ import os
 import queue
 import random
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -27,7 +28,7 @@ from saec.data.segments import FileSegments, Segment, SegmentSource, TraceSegmen
 from saec.data.synthetic import SyntheticTrace, TraceConfig
 from saec.data.tabular import TableSpec
 from saec.errors import SaecError
-from saec.io import load_model
+from saec.io import load_model, read_jsonl
 from saec.pipeline.periodic import PeriodicConfig, PeriodicRun
 from saec.train.loop import TrainConfig
 
@@ -41,7 +42,7 @@ NAMES = SyntheticTrace(TraceConfig.preset("tiny")).names  # f00 .. f07
 
 
 def log_rows(out: Path) -> list[dict]:
-    return [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    return read_jsonl(out / "log.jsonl")
 
 
 def untimed(rows: list[dict]) -> list[dict]:
@@ -115,7 +116,7 @@ def tiny_run(tmp_path_factory) -> tuple[Path, float]:
     return out, time.perf_counter() - start
 
 
-def test_tiny_run_logs_publishes_resumes_and_refuses_other_settings(tiny_run, capsys):
+def test_tiny_run_logs_publishes_resumes_and_refuses_other_settings(tiny_run, capsys, tmp_path):
     out, _ = tiny_run
     rows = log_rows(out)
     assert len(rows) == 5  # 6 hours: train on 0..4, each tested on the next
@@ -170,6 +171,13 @@ def test_tiny_run_logs_publishes_resumes_and_refuses_other_settings(tiny_run, ca
         err = capsys.readouterr().err
         assert "other settings" in err and want in err, err
     assert snapshot(out) == everything  # bytes and mtimes: log.jsonl, the current model, all of it
+
+    copy = tmp_path / "copy"  # every line of the log carries its checksum; saec check verifies them
+    shutil.copytree(out, copy, symlinks=True)
+    (copy / "log.jsonl").write_text((copy / "log.jsonl").read_text().replace('"segment": 2,', '"segment": 7,', 1))
+    capsys.readouterr()
+    assert main(["check", str(copy)]) == 2
+    assert "log.jsonl, line 3: checksum mismatch" in capsys.readouterr().err
 
 
 # -- 2. SIGKILL at random points -------------------------------------------------------------------

@@ -11,7 +11,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from saec.bench.report import environment, header, markdown_table, peak_rss_mib, peak_rss_text, recorded_environment
+from saec.bench.report import (checksums, environment, header, markdown_table, peak_rss_mib, peak_rss_text,
+                               recorded_environment)
 from saec.io import write_text
 from saec.train.loop import TrainConfig
 
@@ -69,7 +70,7 @@ def render(record: dict[str, Any], md_path: str | Path) -> None:
                      f"{sum(secs) / len(secs):.1f}", f"{task['train_rows'] * len(secs) / sum(secs):,.0f}",
                      f"{m['params']:,} ({m['embedding_params']:,})"])
     text = header(f"Baseline CTR models on {cfg['dataset']}", record["command"],
-                  recorded_environment(record.get("environment")))
+                  recorded_environment(record.get("environment")), checksums(record))
     text += (f"\nTask: label = rating >= 4; split by timestamp 80/10/10; vocabularies from the training split "
              f"only (unseen users/zips in valid/test map to the OOV vector).\n\n```\n{task['summary']}\n```\n\n"
              f"Training: Adagrad lr {cfg['lr']}, batch {cfg['batch_size']}, up to {cfg['epochs']} epochs, early "

@@ -33,8 +33,10 @@ from typing import Any
 
 import numpy as np
 
+from saec.artifact import read_manifest
 from saec.bench.measure import last_json_line, run_measured
 from saec.errors import SaecError
+from saec.io import CHECKSUM, read_json, write_json
 
 GEN_CHUNK = 1 << 22  # rows generated and written at a time
 # Saec's own numbers, quoted by the page (the paper's, not measured here)
@@ -91,10 +93,13 @@ def dumps_folder(cfg: ScaleConfig) -> Path:
 
 # -- dumps ----------------------------------------------------------------------------------------
 def dump_info(folder: Path) -> dict[str, Any] | None:
-    """The description of a complete dump (``dump.json``, written last), or ``None``."""
+    """The description of a complete dump (``dump.json``, written last, checksummed), or ``None`` (none, or one that
+    does not verify: the dump is made again)."""
+    if not (folder / "dump.json").is_file():
+        return None
     try:
-        return json.loads((folder / "dump.json").read_text())
-    except (OSError, json.JSONDecodeError):
+        return {k: v for k, v in read_json(folder / "dump.json").items() if k != CHECKSUM}
+    except SaecError:
         return None
 
 
@@ -136,7 +141,7 @@ def make_dump(folder: Path, size: int, seed: int = 0) -> dict[str, Any]:
                 "table_bytes": sum(4 * x["features"] * x["dim"] for x in fields),
                 "counts_bytes": 8 * sum(x["features"] for x in fields),
                 "generate_s": gen_s, "sync_s": sync_s}
-        (tmp / "dump.json").write_text(json.dumps(info, indent=1) + "\n")
+        write_json(tmp / "dump.json", info)
         if folder.exists():
             shutil.rmtree(folder)
         os.replace(tmp, folder)
@@ -224,7 +229,7 @@ def _child(kind: str, spec: dict[str, Any], env: dict[str, str] | None = None) -
 def manifest_split(out: Path) -> dict[str, Any]:
     """What a compressed table set's manifest says about the run: clustering and assignment seconds and their
     phases summed over the clustered fields, sizes, the Saec configuration, and the three slowest fields."""
-    m = json.loads((out / "manifest.json").read_text())
+    m = read_manifest(out)
     clustered = {name: f for name, f in m["fields"].items() if f["k"] is not None}
     phases: dict[str, float] = {}
     for f in clustered.values():
@@ -332,13 +337,13 @@ def _cores(record: dict[str, Any]) -> str:
 
 def render(record: dict[str, Any], md_path: str | Path, png_path: str | Path) -> None:
     """The page (and its plot) of a :func:`run` record."""
-    from saec.bench.report import header, recorded_run, sci
+    from saec.bench.report import checksums, header, recorded_run, sci
     from saec.io import write_text
 
     sizes = sorted(int(s) for s in record["dumps"])
     env = recorded_run(record, "peak RSS (the measuring parent)")
     title = f"Saec compression at scale: {sci(sizes[0])} to {sci(sizes[-1])} vectors on {_cores(record)} cores"
-    text = header(title, record["command"], env) + _body(record)
+    text = header(title, record["command"], env, checksums(record)) + _body(record)
     _plot(record, png_path)
     write_text(md_path, text)
 

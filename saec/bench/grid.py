@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
-import hashlib
 import json
 import math
 import os
@@ -310,27 +309,18 @@ def run_cell(cell: Cell, cache: Any = None) -> dict[str, Any]:
 
 
 # -- records ---------------------------------------------------------------------------------------------------
-def _digest(record: dict[str, Any]) -> str:
-    body = {k: v for k, v in record.items() if k != "sha256"}
-    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
-
-
 def write_record(path: str | Path, record: dict[str, Any]) -> Path:
-    """Write a cell's record atomically with its checksum."""
+    """Write a cell's record atomically with its checksum (:func:`saec.io.write_json`)."""
     from saec.io import write_json
 
-    return write_json(path, {**record, "sha256": _digest(record)})
+    return write_json(path, record)
 
 
 def read_record(path: str | Path) -> dict[str, Any]:
-    """A cell's record, its checksum verified."""
-    try:
-        record = json.loads(Path(path).read_text())
-    except (OSError, ValueError) as e:
-        raise SaecError(f"{path}: not a readable benchmark record ({e})") from None
-    if not isinstance(record, dict) or record.get("sha256") != _digest(record):
-        raise SaecError(f"{path}: checksum mismatch (the record was changed after it was written, or is damaged)")
-    return record
+    """A cell's record, its checksum verified (:func:`saec.io.read_json`)."""
+    from saec.io import read_json
+
+    return read_json(path)
 
 
 def read_records(root: str | Path) -> list[dict[str, Any]]:

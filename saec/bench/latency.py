@@ -335,7 +335,7 @@ def render(record: dict[str, Any], md_path: str | Path, png_path: str | Path) ->
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from saec.bench.report import header, markdown_table, save_figure
+    from saec.bench.report import checksums, header, markdown_table, save_figure
     from saec.io import write_text
 
     cfg = record["config"]
@@ -346,7 +346,7 @@ def render(record: dict[str, Any], md_path: str | Path, png_path: str | Path) ->
            "wall time": f"{record['wall_s'] / 60:.1f} min",
            "load average (1 min) before / after": f"{record['load_before']:.2f} / {record['load_after']:.2f}"}
     text = header(f"Inference latency and memory, PyTorch and ONNX Runtime ({cfg['dataset']}; MEmCom Table 3 "
-                  f"analogue)", record["command"], env)
+                  f"analogue)", record["command"], env, checksums(record))
     batches = [str(b) for b in cfg["batches"]]
     full = next((m for m in record["models"] if m["method"] == "full"), None)
     text += "\n" + _workload_text(record) + (

@@ -183,7 +183,7 @@ def render(record: dict[str, Any], md_path: str | Path, png_path: str | Path) ->
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from saec.bench.report import header, markdown_table, save_figure
+    from saec.bench.report import checksums, header, markdown_table, save_figure
     from saec.io import write_text
 
     cfg = record["config"]
@@ -191,7 +191,8 @@ def render(record: dict[str, Any], md_path: str | Path, png_path: str | Path) ->
            "wall time": f"{record['wall_s'] / 60:.1f} min",
            "load average (1 min) before / after": f"{record['load_before']:.2f} / {record['load_after']:.2f}"}
     env.pop("torch threads", None)
-    text = header("saec serve under load on loopback, with a hot reload in the middle", record["command"], env)
+    text = header("saec serve under load on loopback, with a hot reload in the middle", record["command"], env,
+                  checksums(record))
     text += (
         f"\nA `saec periodic` folder of the `{cfg['preset']}` trace ({cfg['segments']} segments, so several "
         f"published versions) is served by `saec serve DIR --workers N --poll 0.2` in its own process on a loopback "

@@ -25,8 +25,8 @@ import torch
 from torch import nn
 
 from saec.bench.measure import busy_cpu_s
-from saec.bench.report import (cpu_model, environment, header, markdown_table, peak_rss_mib, recorded_environment,
-                               save_figure, span)
+from saec.bench.report import (checksums, cpu_model, environment, header, markdown_table, peak_rss_mib,
+                               recorded_environment, save_figure, span)
 from saec.data.synthetic import zipf_sample
 from saec.io import write_text
 from saec.nn.bag import CompressedEmbeddingBag
@@ -257,7 +257,7 @@ def render(record: dict, md_path: str | Path, png_path: str | Path) -> None:
     quiet = [k for k in keys if other[k] is None or other[k] <= cfg["quiet_cores"]]
 
     text = header("Forward speed of packed low-precision tables vs nn.EmbeddingBag", record["command"],
-                  env=recorded_environment(record["environment"]))
+                  env=recorded_environment(record["environment"]), sums=checksums(record))
     text += f"""
 Run time {record['wall_s'] / 60:.1f} min, peak RSS {record['peak_rss_mib']:,.0f} MiB, {record['cpu_count']} cores; 1-min load
 average {record['load_before']:.2f} before and {record['load_after']:.2f} after the run. The machine is shared: for

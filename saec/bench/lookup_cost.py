@@ -309,12 +309,13 @@ def _rows_text(ns: list[int]) -> str:
 
 def render(record: dict[str, Any], md_path: str | Path) -> None:
     """The page of a :func:`run` record."""
-    from saec.bench.report import header, markdown_table, recorded_run
+    from saec.bench.report import checksums, header, markdown_table, recorded_run
     from saec.cluster.saec import mask_dtype
     from saec.io import write_text
 
     cfg, cells = record["config"], record["cells"]
-    text = header("Lookup cost: ClusteredEmbedding vs nn.Embedding", record["command"], recorded_run(record))
+    text = header("Lookup cost: ClusteredEmbedding vs nn.Embedding", record["command"], recorded_run(record),
+                  checksums(record))
     masks = ", ".join(f"k={k} gives a {mask_dtype(k).name} mask" for k in cfg["ks"])
     text += (
         f"\nOne batch = {cfg['batch']:,} ids of one field (a 1-D id tensor, as for a single-valued field); throughput "

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from saec.bench.baseline import BaselineConfig
-from saec.bench.report import (and_list, count_word, group_by, header, markdown_table, mean, mean_std,
+from saec.bench.report import (and_list, checksums, count_word, group_by, header, markdown_table, mean, mean_std,
                                peak_rss_text, recorded_config, recorded_environment, relative_loss, save_figure)
 from saec.bench.sweep import Sweep
 from saec.errors import SaecError
@@ -458,7 +458,7 @@ def render(record: dict[str, Any], md_path: str | Path, png_path: str | Path) ->
         return -relative_loss(r["logloss"], ref_ll)
 
     text = header("MEmCom and other embedding compression methods on MovieLens-1M CTR", command(cfg),
-                  recorded_environment(record.get("environment")))
+                  recorded_environment(record.get("environment")), checksums(record))
     text += f"""
 Benchmark wall time: {record.get('wall_s', float('nan')) / 60:.1f} min (training and analysis, one process,
 `torch.set_num_threads(1)`, on a machine shared with other jobs{_history(record)}). Peak RSS {peak_rss_text(record.get('peak_rss_mib'))}.

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from saec.bench.report import (and_list, group_by, header, markdown_table, mean, mean_std, peak_rss_text,
+from saec.bench.report import (and_list, checksums, group_by, header, markdown_table, mean, mean_std, peak_rss_text,
                                recorded_config, recorded_environment, relative_loss, save_figure)
 from saec.bench.sweep import Sweep
 from saec.errors import SaecError
@@ -571,7 +571,7 @@ def render(record: dict[str, Any], md_path: str | Path, png_path: str | Path) ->
     losses = [loss for loss in LOSSES if any(r["loss"] == loss for r in rows)]
     plot(rows, losses, png_path)
     out = [header("MEmCom §5.2 on MovieLens-1M: nDCG@10 vs compression ratio", commands[-1],
-                  recorded_environment(record.get("environment")))]
+                  recorded_environment(record.get("environment")), checksums(record))]
     if len(commands) > 1:
         out.append("The runs were made in passes (the last one resumes from the JSON the earlier ones wrote):\n")
         out.append("```\n" + "\n".join("(a pass made before passes were logged)" if c is None else shlex.join(c)

@@ -10,7 +10,6 @@ the raw record as plain data; :func:`render` writes the page and plot from that 
 from __future__ import annotations
 
 import io
-import json
 import os
 import time
 from dataclasses import asdict, dataclass
@@ -21,7 +20,8 @@ import torch
 from torch import nn
 
 import saec
-from saec.bench.report import cpu_model, environment, header, markdown_table, peak_rss_mib, save_figure
+from saec.bench.report import (checksums, cpu_model, environment, header, markdown_table, peak_rss_mib, read_result,
+                               save_figure)
 from saec.cluster.saec import SaecConfig, size_report
 from saec.compression import compress_model
 from saec.data import movielens
@@ -83,7 +83,7 @@ def load_reference(path: Path, model: str, k: int, eligibility: float, seed: int
     """The full model's and the k-means run's numbers from the existing sweep's raw record (``None`` if absent)."""
     if not path.exists():
         return None
-    record = json.loads(path.read_text())
+    record = read_result(path)
     res = next((r for r in record["results"] if r["model"] == model), None)
     if res is None:
         return None
@@ -188,7 +188,7 @@ def _header(record: dict[str, Any]) -> str:
     re-rendering does not restamp the date or the versions)."""
     cfg = record["config"]
     title = f"Post-training compression of the {cfg['dataset']} {cfg['model'].upper()} through saec.compress"
-    return header(title, record["command"], record["environment"])
+    return header(title, record["command"], record["environment"], checksums(record))
 
 
 def _results_table(record: dict[str, Any]) -> str:

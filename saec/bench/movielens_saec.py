@@ -27,8 +27,8 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from saec.bench.report import (and_list, count_word, environment, group_by, header, log, markdown_table, mean, mean_std,
-                               peak_rss_mib, peak_rss_text, recorded_environment, save_figure, span)
+from saec.bench.report import (and_list, checksums, count_word, environment, group_by, header, log, markdown_table,
+                               mean, mean_std, peak_rss_mib, peak_rss_text, recorded_environment, save_figure, span)
 from saec.cluster.saec import SaecConfig, compress_field, mask_dtype, size_report
 from saec.compression import compress_model
 from saec.data.vocab import OOV_ID
@@ -697,7 +697,7 @@ def render(record: dict[str, Any], md_path: str | Path, png_path: str | Path) ->
     cfg, task, results = record["config"], record["task"], record["results"]
     plot(results, png_path)
     text = header("Saec on MovieLens-1M CTR: accuracy vs compression ratio", record["argv"],
-                  recorded_environment(record.get("environment")))
+                  recorded_environment(record.get("environment")), checksums(record))
     text += (
         f"\nTask (as in [baseline.md](baseline.md)): label = rating >= 4, split by timestamp 80/10/10, vocabularies "
         f"from the training split only. Total run time {record['elapsed'] / 60:.1f} min, peak RSS "

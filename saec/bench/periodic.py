@@ -8,7 +8,6 @@ stream side by side (warm-started k-means against re-clustering from scratch).
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from saec.bench.report import environment, header, markdown_table, peak_rss_mib, save_figure
+from saec.bench.report import checksums, environment, header, markdown_table, peak_rss_mib, save_figure
 from saec.io import write_text
 
 TIMINGS = ("data_s", "train_s", "compress_s", "cluster_s", "assign_s", "retrain_s", "eval_s", "publish_s", "checkpoint_s")
@@ -25,15 +24,17 @@ TIMINGS = ("data_s", "train_s", "compress_s", "cluster_s", "assign_s", "retrain_
 def run(periodic_args: list[str], out: Path, command: list[str]) -> dict[str, Any]:
     """Run (or resume) ``saec periodic PERIODIC_ARGS --out OUT --quiet`` and return its raw record."""
     from saec.cli import main
+    from saec.io import read_jsonl
+    from saec.pipeline.periodic import LOG_FILE, RUN_FILE, read_run_file
 
-    resumed = (out / "log.jsonl").exists()
+    resumed = (out / LOG_FILE).exists()
     start = time.perf_counter()
     code = main(["periodic", *periodic_args, "--out", str(out), "--quiet"])
     wall = time.perf_counter() - start
     if code != 0:
         raise SystemExit(f"saec periodic exited with {code}")
-    rows = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
-    settings = json.loads((out / "periodic.json").read_text())["settings"]
+    rows = read_jsonl(out / LOG_FILE)
+    settings = read_run_file(out / RUN_FILE)["settings"]
     return {"command": command, "periodic_args": periodic_args, "environment": environment(),
             "peak_rss_mib": peak_rss_mib(), "wall_s": None if resumed else wall, "resumed": resumed,
             "settings": settings, "rows": rows}
@@ -124,7 +125,7 @@ def render(record: dict[str, Any], md_path: str | Path, title: str) -> None:
     env["peak RSS"] = f"{record['peak_rss_mib']:,.0f} MiB"
     env["wall time"] = _fmt_s(record["wall_s"]) if record["wall_s"] is not None else \
         "not recorded (the run was resumed; per-segment seconds below are complete)"
-    t = header(title, record["command"], env)
+    t = header(title, record["command"], env, checksums(record))
     method = settings["method"]
     hyper = ", ".join(f"{k}={v}" for k, v in settings["hyper"].items())
     total = sum(s["seconds"].values()) + s["control_s"]
@@ -241,7 +242,8 @@ def render_compare(a: dict[str, Any], b: dict[str, Any], md_path: str | Path, ti
     what, column = COMPARED_TIMES[time_key]
     ra, rb = {r["segment"]: r for r in a["rows"]}, {r["segment"]: r for r in b["rows"]}
     both = [h for h in sorted(ra) if h in rb and ra[h]["compressed_tables"] and rb[h]["compressed_tables"]]
-    t = header(title, command, a["environment"])  # this command; the environment the first run recorded
+    # this command; the environment the first run recorded
+    t = header(title, command, a["environment"], checksums(a, b))
     t += f"\nFirst run ({names[0]}): `{' '.join(a['command'])}`.\n\nSecond run ({names[1]}): `{' '.join(b['command'])}`.\n\n"
     differ = {k: (a["environment"].get(k), v) for k, v in b["environment"].items()
               if k != "date" and a["environment"].get(k) != v}

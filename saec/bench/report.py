@@ -70,13 +70,44 @@ def recorded_run(record: dict, peak_label: str = "peak RSS") -> dict[str, str]:
             "wall time": NOT_RECORDED if wall is None else f"{wall / 60:.1f} min"}
 
 
-def header(title: str, argv: list[str] | None = None, env: dict[str, str] | None = None) -> str:
+NO_CHECKSUM = "not recorded (written before results carried one)"
+"""A page's checksum line for a raw record without one (:func:`saec.io.read_json` with ``legacy_ok``)."""
+
+
+def checksums(*records: dict) -> list[str | None]:
+    """The verified checksums of the raw records a page is rendered from (``None`` for one written without), in
+    order; a record merged from several lists theirs under ``checksums``."""
+    from saec.io import CHECKSUM
+
+    return [c for r in records for c in r.get("checksums", [r.get(CHECKSUM)])]
+
+
+def checksum_text(sums: list[str | None]) -> str:
+    """The page's ``checksum`` line for the raw records' :func:`checksums`."""
+    if not any(sums):
+        return NO_CHECKSUM
+    return ", ".join(f"sha256 {c} (verified)" if c else NO_CHECKSUM for c in sums)
+
+
+def read_result(path) -> dict:
+    """A benchmark's raw record for its page: verified, or one written before results carried a checksum
+    (:data:`NO_CHECKSUM`), which a benchmark's history keeps as it was."""
+    from saec.io import read_json
+
+    return read_json(path, legacy_ok=True)
+
+
+def header(title: str, argv: list[str] | None = None, env: dict[str, str] | None = None,
+           sums: list[str | None] | None = None) -> str:
     """Markdown heading with the exact command and the environment: ``env`` as recorded with the numbers
-    (so that re-rendering from raw records does not restamp the date or versions), else this one."""
+    (so that re-rendering from raw records does not restamp the date or versions), else this one; then the
+    ``checksum`` line of the raw records' :func:`checksums` ``sums``, if given."""
     cmd = " ".join(shlex.quote(a) for a in (argv if argv is not None else ["python", *sys.argv]))
     env = environment() if env is None else env
     lines = [f"# {title}", "", "Reproduce with:", "", "```", cmd, "```", ""]
     lines += [f"- {k}: {v}" for k, v in env.items()]
+    if sums is not None:
+        lines.append(f"- checksum: {checksum_text(sums)}")
     return "\n".join(lines) + "\n"
 
 
@@ -186,7 +217,6 @@ def measure_and_render(script: str, out, from_json: bool, quiet: bool, measure, 
     record at ``json_path`` (default: beside ``out``, ``.json``); then render the page ``out`` and its ``.png``
     (``render(record, out, png)``; without a ``figure``, ``render(record, out)``) from the stored JSON alone.
     ``command`` is the flock'd command line that reproduces the record (``--quiet`` and ``--from-json`` left out)."""
-    import json
     from pathlib import Path
 
     from saec.io import write_json
@@ -197,7 +227,7 @@ def measure_and_render(script: str, out, from_json: bool, quiet: bool, measure, 
         command = ["flock", "/tmp/saec-bench.lock", "python", script,
                    *[a for a in sys.argv[1:] if a not in ("--quiet", "--from-json")]]
         write_json(json_path, measure(command, not quiet))
-    record = json.loads(json_path.read_text())  # the page always comes from the JSON as stored
+    record = read_result(json_path)  # the page always comes from the JSON as stored, verified
     if figure:
         render(record, out, png_path)
     else:

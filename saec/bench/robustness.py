@@ -392,9 +392,9 @@ def _fresh(folder: Path) -> Path:
 
 def render(record: dict[str, Any]) -> str:
     """The page, from the raw record alone."""
-    from saec.bench.report import header, markdown_table
+    from saec.bench.report import checksums, header, markdown_table
 
-    text = header("Robustness: damaged artifacts", record["command"], record["environment"])
+    text = header("Robustness: damaged artifacts", record["command"], record["environment"], checksums(record))
     cfg = record["config"]
     n = sum(r["cases"] for r in record["results"]) + sum(r["cases"] for r in record["inputs"])
     text += (f"\nRun time {record['wall_s'] / 60:.1f} min, peak RSS {record['peak_rss_mib']:,.0f} MiB; "

@@ -144,13 +144,14 @@ def render(record: dict[str, Any], md_path: str | Path, png_path: str | Path) ->
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from saec.bench.report import header, markdown_table, save_figure
+    from saec.bench.report import checksums, header, markdown_table, save_figure
     from saec.io import write_text
 
     cfg = record["config"]
     env = {**record["environment"], "peak RSS": f"{record['peak_rss_mib']:,.0f} MiB",
            "wall time": f"{record['wall_s'] / 60:.1f} min"}
-    text = header(f"Every method at 1/{cfg['ratio']:g} of the embedding bytes ({cfg['dataset']})", record["command"], env)
+    text = header(f"Every method at 1/{cfg['ratio']:g} of the embedding bytes ({cfg['dataset']})", record["command"],
+                  env, checksums(record))
     fields = ", ".join(f"{n} ({v:,})" for n, v in record["large_fields"].items())
     text += (f"\nThe DSSM (MLP {tuple(cfg['hidden'])}) on {cfg['dataset']}; the large fields ({fields}; the others "
              f"stay full) take each method at most 1/{cfg['ratio']:g} of their float32 bytes. Post-training methods "

@@ -10,12 +10,11 @@ is marked ``predates_logging``: its pages keep the history of those earlier pass
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any, Iterable
 
-from saec.bench.report import environment, peak_rss_mib
+from saec.bench.report import environment, peak_rss_mib, read_result
 from saec.errors import SaecError
 from saec.io import write_json
 
@@ -49,7 +48,7 @@ class Sweep:
         self.record = {**record, rows: [], "commands": [command]}
         self.before_s, self.peak_before = 0.0, 0.0
         if (resume or rerun) and self.path.is_file():
-            old = json.loads(self.path.read_text())
+            old = read_result(self.path)  # sweeps begun before records carried a checksum go on
             self.record[rows] = old[rows]
             self.record["commands"] = old.get("commands", [None] if old[rows] else []) + [command]
             self.before_s, self.peak_before = old.get(wall, 0.0), old.get("peak_rss_mib") or 0.0

@@ -151,14 +151,18 @@ def run(cfg: RetrainStudyConfig, command: list[str], progress: bool = True,
 def merge(records: list[dict[str, Any]]) -> dict[str, Any]:
     """One record of several runs made apart (e.g. one per learning rate, in parallel): their runs, the longest
     wall time and the largest peak RSS that they recorded, every command, and the environment if all recorded
-    the same one (dates aside)."""
+    the same one (dates aside); their verified checksums under ``checksums`` (the page's checksum line)."""
+    from saec.bench.report import checksums
+    from saec.io import CHECKSUM
+
     envs = [r.get("environment") for r in records]
     same = all(e is not None for e in envs) and all(
         {k: v for k, v in e.items() if k != "date"} == {k: v for k, v in envs[0].items() if k != "date"} for e in envs)
     env = None
     if same:
         env = {**envs[0], "date": ", ".join(dict.fromkeys(e["date"] for e in envs if "date" in e))}
-    merged = {**records[0], "runs": [r for rec in records for r in rec["runs"]],
+    merged = {**{k: v for k, v in records[0].items() if k != CHECKSUM}, "checksums": checksums(*records),
+              "runs": [r for rec in records for r in rec["runs"]],
               "commands": [c for rec in records for c in _commands(rec)], "environment": env,
               "wall_s": max((rec["wall_s"] for rec in records if "wall_s" in rec), default=None),
               "peak_rss_mib": max((rec["peak_rss_mib"] for rec in records if "peak_rss_mib" in rec), default=None)}
@@ -201,7 +205,7 @@ def _control(r: dict[str, Any]) -> list[float]:
 def render(record: dict[str, Any], md_path: str | Path, argv: list[str] | None = None) -> None:
     """The page of a :func:`run` (or :func:`merge`) record, and beside it one plot per learning rate. ``argv`` is
     the command shown at the top (default: the record's own)."""
-    from saec.bench.report import header, markdown_table, recorded_environment
+    from saec.bench.report import checksums, header, markdown_table, recorded_environment
     from saec.io import write_text
 
     md_path = Path(md_path)
@@ -213,7 +217,7 @@ def render(record: dict[str, Any], md_path: str | Path, argv: list[str] | None =
     commands = _commands(record)
     env = recorded_environment(record.get("environment"))
     parts = [header("Saec retraining on the synthetic trace: targets, optimizer state, k",
-                    argv if argv is not None else record["command"], env)]
+                    argv if argv is not None else record["command"], env, checksums(record))]
     several = len(commands) > 1
     peak = "not recorded" if record.get("peak_rss_mib") is None else f"{record['peak_rss_mib']:,.0f} MiB"
     wall = "not recorded" if record.get("wall_s") is None else f"{record['wall_s'] / 60:.1f} min"

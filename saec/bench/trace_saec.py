@@ -30,8 +30,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from saec.bench.report import (and_list, environment, header, log, markdown_table, mean, mean_std, peak_rss_mib,
-                               recorded_environment, save_figure, select)
+from saec.bench.report import (and_list, checksums, environment, header, log, markdown_table, mean, mean_std,
+                               peak_rss_mib, recorded_environment, save_figure, select)
 from saec.cluster.kmeans import assign, top_indices
 from saec.cluster.saec import SaecConfig, size_report
 from saec.compression import compress_model
@@ -557,7 +557,7 @@ def render(record: dict[str, Any], md_path: str | Path, png_path: str | Path) ->
     plot_k(png_path.with_name(pngs["k"]), res)
     env = recorded_environment(record.get("env"), **{
         "peak RSS": f"{res['peak_rss_mib']:,.0f} MiB; wall time {res['wall_s'] / 60:.1f} min"})
-    text = header("Saec on the synthetic production trace (paper Tables 1-3)", res["argv"], env)
+    text = header("Saec on the synthetic production trace (paper Tables 1-3)", res["argv"], env, checksums(record))
     text += "\n" + summary(res) + "\n"
     text += _configuration(res)
     for r in res["lrs"]:

@@ -163,7 +163,7 @@ def _value(v: Any) -> Any:
 
 def render(record: dict[str, Any], md_path: str | Path, png_path: str | Path) -> None:
     """The page (and its figure) of a :func:`run` record."""
-    from saec.bench.report import header, markdown_table, recorded_run, sci
+    from saec.bench.report import checksums, header, markdown_table, recorded_run, sci
     from saec.io import write_text
 
     tc, rows = dict(record["trace"]), record["rows"]
@@ -173,7 +173,7 @@ def render(record: dict[str, Any], md_path: str | Path, png_path: str | Path) ->
     last_hour = str(tc["hours"] - 1)
     long_share = record["long_share"][last_hour]
     text = header(f"Synthetic trace statistics: preset `{record['config']['preset']}`", record["command"],
-                  recorded_run(record))
+                  recorded_run(record), checksums(record))
     out = ["", f"The trace mirrors the Saec paper's QQ-browser production trace (growing features, heavy-tailed field "
                f"sizes and frequencies, {1 - long_share:.0%} of the vectors of length {short} and {long_share:.0%} of "
                f"length {long}) "

@@ -10,7 +10,8 @@ own weights; the compressed model is rebuilt from it every period.
 Everything of a run lives in one folder (:class:`PeriodicRun`)::
 
     DIR/periodic.json            the run's settings and source, checksummed (a resumed run must match them)
-    DIR/log.jsonl                one line per segment (rewritten atomically from the checkpoint's rows)
+    DIR/log.jsonl                one line per segment, each checksummed (rewritten atomically from the
+                                 checkpoint's rows)
     DIR/serving/v000007/         published models (saec model artifacts), the last ``keep`` versions
     DIR/serving/current          symlink to the newest version, switched by one rename
     DIR/checkpoints/000008/      the state after segment 7: full model, optimizer, vocabularies, random
@@ -49,7 +50,7 @@ from saec.artifact import canonical, json_bytes, read_artifact, recognise, sha25
 from saec.config import check_bool, check_choice, check_int
 from saec.data.segments import SegmentSource, as_source
 from saec.errors import SaecError, SaecFileExistsError
-from saec.io import read_vocabs, vocab_parts
+from saec.io import read_jsonl, read_vocabs, vocab_parts, write_jsonl
 from saec.models import build_model
 from saec.nn.clustered import ClusteredEmbedding
 from saec.nn.registry import POST_TRAINING
@@ -212,6 +213,20 @@ def _plain(obj: Any) -> Any:
     return json.loads(json.dumps(obj, default=lambda o: o.item() if isinstance(o, np.generic) else str(o)))
 
 
+def read_run_file(path: Path) -> dict[str, Any]:
+    """A periodic run's ``periodic.json`` (format and settings), its checksum verified."""
+    try:
+        record = json.loads(path.read_bytes().decode("utf-8"))
+        body = {k: v for k, v in record.items() if k != "sha256"}
+        ok = record.get("format") == RUN_FORMAT and record.get("sha256") == sha256(canonical(body))
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError):
+        ok = False
+    if not ok:
+        raise SaecError(f"{path} is damaged or not written by saec (its checksum does not match); the run in "
+                        f"{path.parent} cannot be resumed safely")
+    return record
+
+
 class PeriodicRun:
     """The loop over ``source`` with ``cfg``, keeping everything in the folder ``out``.
 
@@ -239,7 +254,7 @@ class PeriodicRun:
         run_file = out / RUN_FILE
         record = {"format": RUN_FORMAT, "version": 1, "saec_version": __version__, "settings": self.settings}
         if out.is_dir() and not out.is_symlink() and run_file.exists():
-            theirs = self._read_run_file(run_file)
+            theirs = read_run_file(run_file)
             diff = _differences(theirs["settings"], self.settings)
             if diff:
                 raise SaecFileExistsError(
@@ -277,19 +292,6 @@ class PeriodicRun:
             if target == src or target.is_relative_to(src) or src.is_relative_to(target):
                 raise SaecError(f"--out {self.out} is, holds or lies inside the input {given}; saec never writes over "
                                 f"its inputs: choose another --out")
-
-    @staticmethod
-    def _read_run_file(path: Path) -> dict[str, Any]:
-        try:
-            record = json.loads(path.read_bytes().decode("utf-8"))
-            body = {k: v for k, v in record.items() if k != "sha256"}
-            ok = record.get("format") == RUN_FORMAT and record.get("sha256") == sha256(canonical(body))
-        except (UnicodeDecodeError, ValueError, AttributeError):
-            ok = False
-        if not ok:
-            raise SaecError(f"{path} is damaged or not written by saec (its checksum does not match); the run in "
-                            f"{path.parent} cannot be resumed safely")
-        return record
 
     # -- checkpoints ----------------------------------------------------------------------------------
     def _checkpoints(self) -> list[tuple[int, Path]]:
@@ -373,8 +375,8 @@ class PeriodicRun:
             return
         i = len(self.rows) - 1
         try:
-            logged = json.loads((self.out / LOG_FILE).read_text().splitlines()[i])
-        except (IndexError, ValueError, UnicodeDecodeError):
+            logged = read_jsonl(self.out / LOG_FILE)[i]
+        except (IndexError, SaecError):  # a damaged or older log: the checkpoint's row stands as it is
             return
         if isinstance(logged, dict) and {k: v for k, v in logged.items() if k != "checkpoint_s"} == self.rows[i] \
                 and isinstance(logged.get("checkpoint_s"), float):
@@ -446,8 +448,7 @@ class PeriodicRun:
         return path
 
     def _write_log(self) -> None:
-        text = "".join(json.dumps(r, sort_keys=True) + "\n" for r in self.rows)
-        write_file_atomic(self.out / LOG_FILE, text.encode())
+        write_jsonl(self.out / LOG_FILE, self.rows)
 
     # -- the loop ---------------------------------------------------------------------------------------
     def _compress(self) -> tuple[nn.Module, Any, float]:
@@ -566,4 +567,4 @@ def write_file_atomic(path: Path, data: bytes) -> None:
     atomic_write(path, lambda f: f.write(data))
 
 
-__all__ = ["PeriodicConfig", "PeriodicRun", "RETRAIN_ON", "peak_rss_mib"]
+__all__ = ["PeriodicConfig", "PeriodicRun", "RETRAIN_ON", "peak_rss_mib", "read_run_file"]
