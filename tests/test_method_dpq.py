@@ -180,4 +180,4 @@ def test_nearest_centroid_ties_go_to_the_lower_index_within_each_groups_limit():
 
     books = torch.tensor([[[1.0], [0.0], [0.0], [0.0]]])  # centroids 1-3 tie for a zero sub-vector
     q = torch.zeros(4, 1, 1)
-    assert assign(q, books, torch.tensor([4, 2, 1, 3])).tolist() == [[1], [1], [0], [1]]
+    assert assign(q, books, torch.tensor([4, 2, 1, 3]), [4, 3, 2, 1]).tolist() == [[1], [1], [0], [1]]

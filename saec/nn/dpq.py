@@ -159,21 +159,25 @@ def pack(codes: np.ndarray, layout: list[list[int]]) -> np.ndarray:
     return np.packbits(out, bitorder="little")
 
 
-def assign(q: torch.Tensor, codebooks: torch.Tensor, limit: torch.Tensor) -> torch.Tensor:
+def assign(q: torch.Tensor, codebooks: torch.Tensor, limit: torch.Tensor,
+           levels: Sequence[int] | None = None) -> torch.Tensor:
     """(N, M) index of each sub-vector's nearest centroid (squared L2; ties: the lower index) among the first
-    ``limit[n]`` centroids of its subspace. ``q``: (N, M, sub); ``codebooks``: (M, K, sub); ``limit``: (N,).
+    ``limit[n]`` centroids of its subspace. ``q``: (N, M, sub); ``codebooks``: (M, K, sub); ``limit``: (N,), each
+    value one of ``levels`` (the groups' centroid counts; None: K alone, every limit K).
 
-    Per distinct limit (one per frequency group) one batched ``|c|^2 - 2 q.c`` (``|q|^2`` is the same for every
-    centroid of a sub-vector, so it cannot change the argmin) over only the centroids that group may use. Masking a
-    full (N, M, K) distance tensor and ``argmin`` took 70 ms of a 78 ms training step (MovieLens users, 32 dims,
-    M = 8, K = 128, batch 4096, one thread); this takes the step to about 15 ms."""
-    out = torch.empty(q.shape[0], q.shape[1], dtype=torch.long, device=q.device)
+    Per level ``n`` one batched ``|c|^2 - 2 q.c`` over the first ``n`` centroids (``|q|^2`` is the same for every
+    centroid of a sub-vector, so it cannot change the nearest) and ``min`` (its first minimum, as ``argmin``, several
+    times faster on CPU); each row keeps its own level's. Masking one (N, M, K) distance tensor with ``where`` and
+    ``argmin`` instead took most of DPQ's training step. The levels are Python ints, so the graph does not depend
+    on the data (ONNX export traces it)."""
+    k = codebooks.shape[1]
     per_subspace = q.transpose(0, 1)  # (M, N, sub)
     norms = (codebooks * codebooks).sum(-1).unsqueeze(1)  # (M, 1, K)
-    for n in torch.unique(limit).tolist():
-        rows = (limit == n).nonzero().squeeze(1)
-        dist = torch.baddbmm(norms[..., :n], per_subspace[:, rows], codebooks[:, :n].transpose(1, 2), alpha=-2)
-        out[rows] = dist.min(-1).indices.T  # the first minimum, as argmin; several times faster on CPU
+    out = None
+    for n in sorted(set(levels or [k]), reverse=True):
+        dist = torch.baddbmm(norms[..., :n], per_subspace, codebooks[:, :n].transpose(1, 2), alpha=-2)
+        nearest = dist.min(-1).indices.T  # (N, M)
+        out = nearest if out is None else torch.where((limit == n).unsqueeze(1), nearest, out)
     return out
 
 
@@ -238,12 +242,12 @@ class DPQTrainEmbedding(CompressedEmbedding):
         """(N, M) the codes the lookup of ``ids`` picks (int64)."""
         with torch.no_grad():
             q = self._padded(self.Q(ids)).reshape(-1, self.num_subspaces, self.sub_dim)
-            return assign(q, self.codebooks, self.limits(ids))
+            return assign(q, self.codebooks, self.limits(ids), self.group_centroids)
 
     def embed(self, ids: torch.Tensor) -> torch.Tensor:
         x = self.Q(ids)
         q = self._padded(x.detach()).reshape(-1, self.num_subspaces, self.sub_dim)
-        codes = assign(q, self.codebooks.detach(), self.limits(ids))
+        codes = assign(q, self.codebooks.detach(), self.limits(ids), self.group_centroids)
         return _gather(self.codebooks, codes, self.embedding_dim) + (x - x.detach())  # exactly C; STE to Q
 
     def uses_sparse_gradients(self) -> bool:
@@ -394,7 +398,8 @@ class DPQEmbedding(CompressedEmbedding):
         with torch.no_grad():
             lim = torch.from_numpy(allowed)
             q = torch.from_numpy(x).reshape(v, m, sub)
-            codes = torch.cat([assign(q[lo:lo + MATERIALISE_ROWS], codebooks, lim[lo:lo + MATERIALISE_ROWS])
+            codes = torch.cat([assign(q[lo:lo + MATERIALISE_ROWS], codebooks, lim[lo:lo + MATERIALISE_ROWS],
+                                      limits)
                                for lo in range(0, v, MATERIALISE_ROWS)]).numpy()
         return cls._built(codebooks, codes, groups, limits, v, d, layout)
 
