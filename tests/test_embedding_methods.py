@@ -229,14 +229,21 @@ def test_naive_hashing_mod_and_universal():
     table = make_embedding("hashing", V, D, num_buckets=7)
     assert torch.equal(table(torch.arange(V)), table.T.weight.detach()[torch.arange(V) % 7])
     uni = make_embedding("hashing", V, D, num_buckets=7, hash="universal", seed=5)
-    a, b, c = (int(x) for x in uni.hash_coeffs[0])  # degree 2: a i^2 + b i + c
+    a, b = (int(x) for x in uni.hash_coeffs[0])
+    assert torch.equal(uni(torch.arange(V)), uni.T.weight.detach()[[(a * i + b) % PRIME % 7 for i in range(V)]])
+    assert uni.nbytes() == 7 * D * 4 + 16
+    poly = make_embedding("hashing", V, D, num_buckets=7, hash="polynomial", seed=5)
+    a, b, c = (int(x) for x in poly.hash_coeffs[0])  # degree 2: a i^2 + b i + c
     rows = [(a * i * i + b * i + c) % PRIME % 7 for i in range(V)]
-    assert torch.equal(uni(torch.arange(V)), uni.T.weight.detach()[rows])
-    assert uni.nbytes() == 7 * D * 4 + 24
-    big = HashEmbedding(PRIME, 2, num_buckets=3, hash="universal", init_std=1.0)  # ids near 2**31: no overflow
-    i = PRIME - 1
-    a, b, c = (int(x) for x in big.hash_coeffs[0])
-    assert torch.equal(big(torch.tensor(i)), big.T.weight.detach()[(a * i * i + b * i + c) % PRIME % 3])
+    assert torch.equal(poly(torch.arange(V)), poly.T.weight.detach()[rows])
+    assert poly.nbytes() == 7 * D * 4 + 24
+    for hash_, k in (("universal", 2), ("polynomial", 3)):  # ids near 2**31: no overflow
+        big = HashEmbedding(PRIME, 2, num_buckets=3, hash=hash_, init_std=1.0)
+        i = PRIME - 1
+        coeffs = [int(x) for x in big.hash_coeffs[0]]
+        assert len(coeffs) == k
+        want = sum(c * i ** (k - 1 - j) for j, c in enumerate(coeffs)) % PRIME % 3
+        assert torch.equal(big(torch.tensor(i)), big.T.weight.detach()[want])
 
 
 @pytest.mark.parametrize("degree", [1, 2, 4])
@@ -250,7 +257,7 @@ def test_universal_hash_is_the_polynomial_mod_p_mod_m(degree):
 
 
 def test_how_many_consecutive_ids_collide_swings_by_seed_under_a_linear_hash_not_a_quadratic_one():
-    # why hashing's "universal" is degree 2: under a x + b whether x and y collide depends (nearly) on x - y only,
+    # why hashing has a "polynomial" hash: under a x + b whether x and y collide depends (nearly) on x - y only,
     # so of the 1000 smallest (saec: most frequent) ids in 1024 buckets 200 or 1000 collide, by seed
     def colliding(degree: int) -> list[int]:
         out = []
