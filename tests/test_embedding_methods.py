@@ -11,7 +11,7 @@ from saec.data import Field, Schema
 from saec.data.vocab import OOV_ID, PAD_ID
 from saec.nn import EmbeddingBagCollection
 from saec.nn.double_hashing import DoubleHashEmbedding
-from saec.nn.base import PRIME
+from saec.nn.base import PRIME, generator, hash_coefficients, universal_hash
 from saec.nn.hashing import HashEmbedding
 from saec.nn.mixed_dim import block_plan
 from saec.nn.robe import RobeEmbedding
@@ -230,13 +230,45 @@ def test_naive_hashing_mod_and_universal():
     assert torch.equal(table(torch.arange(V)), table.T.weight.detach()[torch.arange(V) % 7])
     uni = make_embedding("hashing", V, D, num_buckets=7, hash="universal", seed=5)
     a, b = (int(x) for x in uni.hash_coeffs[0])
-    rows = [(a * i + b) % PRIME % 7 for i in range(V)]
-    assert torch.equal(uni(torch.arange(V)), uni.T.weight.detach()[rows])
+    assert torch.equal(uni(torch.arange(V)), uni.T.weight.detach()[[(a * i + b) % PRIME % 7 for i in range(V)]])
     assert uni.nbytes() == 7 * D * 4 + 16
-    big = HashEmbedding(PRIME, 2, num_buckets=3, hash="universal", init_std=1.0)  # ids near 2**31: no overflow
-    i = PRIME - 1
-    a, b = (int(x) for x in big.hash_coeffs[0])
-    assert torch.equal(big(torch.tensor(i)), big.T.weight.detach()[(a * i + b) % PRIME % 3])
+    poly = make_embedding("hashing", V, D, num_buckets=7, hash="polynomial", seed=5)
+    a, b, c = (int(x) for x in poly.hash_coeffs[0])  # degree 2: a i^2 + b i + c
+    rows = [(a * i * i + b * i + c) % PRIME % 7 for i in range(V)]
+    assert torch.equal(poly(torch.arange(V)), poly.T.weight.detach()[rows])
+    assert poly.nbytes() == 7 * D * 4 + 24
+    for hash_, k in (("universal", 2), ("polynomial", 3)):  # ids near 2**31: no overflow
+        big = HashEmbedding(PRIME, 2, num_buckets=3, hash=hash_, init_std=1.0)
+        i = PRIME - 1
+        coeffs = [int(x) for x in big.hash_coeffs[0]]
+        assert len(coeffs) == k
+        want = sum(c * i ** (k - 1 - j) for j, c in enumerate(coeffs)) % PRIME % 3
+        assert torch.equal(big(torch.tensor(i)), big.T.weight.detach()[want])
+
+
+@pytest.mark.parametrize("degree", [1, 2, 4])
+def test_universal_hash_is_the_polynomial_mod_p_mod_m(degree):
+    coeffs = hash_coefficients(generator(3), 5, degree)
+    assert coeffs.shape == (5, degree + 1) and bool((coeffs[:, 0] >= 1).all()) and bool((coeffs < PRIME).all())
+    ids = torch.tensor([[0, 1, 17], [PRIME - 1, 12345, 2**30]])
+    want = [[[sum(int(k) * int(x) ** (degree - j) for j, k in enumerate(row)) % PRIME % 11 for x in line]
+             for line in ids.tolist()] for row in coeffs]
+    assert universal_hash(ids, coeffs, 11).tolist() == want
+
+
+def test_how_many_consecutive_ids_collide_swings_by_seed_under_a_linear_hash_not_a_quadratic_one():
+    # why hashing has a "polynomial" hash: under a x + b whether x and y collide depends (nearly) on x - y only,
+    # so of the 1000 smallest (saec: most frequent) ids in 1024 buckets 200 or 1000 collide, by seed
+    def colliding(degree: int) -> list[int]:
+        out = []
+        for seed in range(8):
+            b = universal_hash(torch.arange(1000), hash_coefficients(generator(seed), 1, degree), 1024)[0]
+            out.append(int((torch.bincount(b, minlength=1024)[b] > 1).sum()))
+        return out
+
+    linear, quadratic = colliding(1), colliding(2)
+    assert max(linear) - min(linear) > 500, linear
+    assert all(560 <= c <= 680 for c in quadratic), quadratic  # a random function: 623 of 1000 on average
 
 
 @pytest.mark.parametrize("block", [None, 3, 8 * 60])

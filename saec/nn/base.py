@@ -51,21 +51,32 @@ def constant_table(weight: torch.Tensor, sparse: bool) -> nn.Embedding:
     return nn.Embedding.from_pretrained(weight, freeze=False, sparse=sparse)
 
 
-def hash_coefficients(gen: torch.Generator, count: int) -> torch.Tensor:
-    """``count`` seeded (a, b) pairs, a in [1, p), b in [0, p): a (count, 2) int64 tensor."""
-    a = torch.randint(1, PRIME, (count, 1), generator=gen, dtype=torch.int64)
-    b = torch.randint(0, PRIME, (count, 1), generator=gen, dtype=torch.int64)
-    return torch.cat([a, b], dim=1)
+def hash_coefficients(gen: torch.Generator, count: int, degree: int = 1) -> torch.Tensor:
+    """``count`` seeded coefficient rows of a degree-``degree`` polynomial mod p, highest power first: a
+    (count, degree + 1) int64 tensor, the leading coefficient in [1, p), the others in [0, p). Degree 1 gives the
+    (a, b) pairs of ``a * id + b`` (drawn a first, then b)."""
+    degree = check_int("degree", degree, 1)
+    lead = torch.randint(1, PRIME, (count, 1), generator=gen, dtype=torch.int64)
+    rest = torch.randint(0, PRIME, (count, degree), generator=gen, dtype=torch.int64)
+    return torch.cat([lead, rest], dim=1)
 
 
 def universal_hash(ids: torch.Tensor, coeffs: torch.Tensor, m: int) -> torch.Tensor:
-    """``((a * id + b) mod p) mod m`` for every (a, b) row of ``coeffs``: shape (len(coeffs), *ids.shape).
+    """``(poly(id) mod p) mod m`` for every coefficient row of ``coeffs`` (:func:`hash_coefficients`; with (a, b)
+    rows ``poly(id) = a * id + b``): shape (len(coeffs), *ids.shape).
 
-    Carter-Wegman universal hashing with p = 2**31 - 1; int64 throughout (``a * id < 2**62``).
+    Carter-Wegman universal hashing with p = 2**31 - 1; a row of k coefficients is a k-wise independent family
+    (Wegman and Carter 1981). Evaluated by Horner's rule mod p, int64 throughout (each step ``h * id + c <
+    2**62 + p``). Under degree 1, whether two ids collide depends only on their difference, so consecutive ids
+    (saec's frequency-ranked ones) collide in a lattice, and how many of the most frequent ids share a bucket
+    swings from seed to seed. Degree 2 breaks that (``h(x) - h(y) = (x - y)(a (x + y) + b)`` mod p).
     """
-    a = coeffs[:, 0].view(-1, *([1] * ids.dim()))
-    b = coeffs[:, 1].view(-1, *([1] * ids.dim()))
-    return (a * ids.unsqueeze(0) + b) % PRIME % m
+    shape = (-1, *([1] * ids.dim()))
+    x = ids.unsqueeze(0)
+    h = coeffs[:, 0].view(shape).expand(len(coeffs), *ids.shape)
+    for j in range(1, coeffs.shape[1]):
+        h = (h * x + coeffs[:, j].view(shape)) % PRIME
+    return h % m
 
 
 def count_below(sorted_ids: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:

@@ -4,7 +4,8 @@
 performs the mod operation on the input feature before the embedding table lookup"; survey §4.1:
 ``e = onehot(id % m) x T``). Ids are frequency-ranked (:mod:`saec.data.vocab`), so ``i mod m`` gives the
 ``m`` most frequent features rows of their own and spreads the rest evenly; ``hash="universal"`` uses a
-seeded universal hash instead (the classic random feature hashing).
+seeded linear universal hash instead (the classic random feature hashing) and ``hash="polynomial"`` one of degree
+2 (:data:`DEGREES`), which frequency-ranked ids need to collide like random ones.
 """
 
 from __future__ import annotations
@@ -16,7 +17,12 @@ import torch
 from saec.nn.base import (CompressedEmbedding, check_bool, check_choice, check_int, generator, hash_coefficients,
                           seeded_table, universal_hash)
 
-HASHES = ("mod", "universal")
+HASHES = ("mod", "universal", "polynomial")
+DEGREES = {"universal": 1, "polynomial": 2}
+"""Degree of each seeded hash's polynomial mod p. A linear hash of frequency-ranked ids collides in a lattice
+(:func:`~saec.nn.base.universal_hash`): on MovieLens-1M GMF (the peer task, 5 seeds) degree 1 spread validation AUC
++-0.037 at ppd4096, degree 2 +-0.002, like a random function. ``"universal"`` stays linear so that tables saved
+with it load as they were trained."""
 
 
 class HashEmbedding(CompressedEmbedding):
@@ -26,8 +32,9 @@ class HashEmbedding(CompressedEmbedding):
         num_embeddings: ids addressed (v).
         embedding_dim: vector width (e).
         num_buckets: rows kept (m), 1 <= m <= v.
-        hash: ``"mod"`` (``h(i) = i mod m``, the paper's naive hashing) or ``"universal"`` (a seeded
-            universal hash; its two int64 coefficients are a buffer).
+        hash: ``"mod"`` (``h(i) = i mod m``, the paper's naive hashing), ``"universal"`` (``(a i + b) mod p mod m``,
+            seeded) or ``"polynomial"`` (``(a i^2 + b i + c) mod p mod m``, seeded); the int64 coefficients are a
+            buffer.
 
     Parameters: ``m * e``.
     """
@@ -39,7 +46,7 @@ class HashEmbedding(CompressedEmbedding):
         self.hash = check_choice("hash", hash, HASHES)
         gen = generator(seed)
         self.T = seeded_table(gen, self.num_buckets, self.embedding_dim, init_std, check_bool("sparse", sparse))
-        self.register_buffer("hash_coeffs", hash_coefficients(gen, 1) if hash == "universal" else None)
+        self.register_buffer("hash_coeffs", hash_coefficients(gen, 1, DEGREES[hash]) if hash in DEGREES else None)
 
     def buckets(self, ids: torch.Tensor) -> torch.Tensor:
         """Row of ``T`` each id reads."""
@@ -53,10 +60,10 @@ class HashEmbedding(CompressedEmbedding):
     @classmethod
     def _size(cls, v: int, d: int, *, num_buckets: int, hash: str = "mod", **_: Any) -> tuple[int, int]:
         check_choice("hash", hash, HASHES)
-        return check_int("num_buckets", num_buckets, 1, v) * d, 16 if hash == "universal" else 0
+        return check_int("num_buckets", num_buckets, 1, v) * d, 8 * (DEGREES[hash] + 1) if hash in DEGREES else 0
 
     def extra_repr(self) -> str:
         return f"{self.num_embeddings}, {self.embedding_dim}, num_buckets={self.num_buckets}, hash={self.hash}"
 
 
-__all__ = ["HashEmbedding", "universal_hash"]
+__all__ = ["DEGREES", "HashEmbedding", "universal_hash"]
