@@ -30,7 +30,7 @@ def main() -> None:
         record = run(RobustnessConfig(args.cases, args.seed), ["python", *sys.argv], progress=not args.quiet)
         record = read_result(write_json(json_path, record))  # the page always comes from the JSON as stored
     write_text(args.out, render(record))
-    print(f"wrote {args.out} and {json_path}")
+    print(f"wrote {args.out}" + ("" if args.from_json else f" and {json_path}"))
 
 
 if __name__ == "__main__":

@@ -161,6 +161,12 @@ def test_report_helpers():
     assert recorded_environment(None, **{"peak RSS": peak_rss_text(None)}) == \
         {"environment": NOT_RECORDED, "peak RSS": NOT_RECORDED}
     assert recorded_environment({"saec": "0.1"})["saec"] == "0.1" and peak_rss_text(1258.7) == "1,259 MiB"
+    from saec.bench.report import ENVIRONMENT_KEYS, environment, header
+
+    # a record's environment comes back from JSON with sorted keys; the page lists it in environment()'s order
+    stored = dict(sorted({**environment(), "peak RSS": "1 MiB", "another fact": "x"}.items()))
+    lines = [ln[2:].split(":")[0] for ln in header("T", ["cmd"], stored).splitlines() if ln.startswith("- ")]
+    assert lines == [*ENVIRONMENT_KEYS, "another fact", "peak RSS"]
 
 
 def test_codebooks_retraining_is_the_benchmarks_former_hand_rolled_ones():

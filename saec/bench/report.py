@@ -100,12 +100,15 @@ def read_result(path) -> dict:
 def header(title: str, argv: list[str] | None = None, env: dict[str, str] | None = None,
            sums: list[str | None] | None = None) -> str:
     """Markdown heading with the exact command and the environment: ``env`` as recorded with the numbers
-    (so that re-rendering from raw records does not restamp the date or versions), else this one; then the
+    (so that re-rendering from raw records does not restamp the date or versions; :data:`ENVIRONMENT_KEYS` first, in
+    that order, then its other keys as given), else this one; then the
     ``checksum`` line of the raw records' :func:`checksums` ``sums``, if given."""
     cmd = " ".join(shlex.quote(a) for a in (argv if argv is not None else ["python", *sys.argv]))
     env = environment() if env is None else env
+    # a fixed order whatever order the record's keys come back in (JSON files store them sorted)
+    keys = [k for k in ENVIRONMENT_KEYS if k in env] + [k for k in env if k not in ENVIRONMENT_KEYS]
     lines = [f"# {title}", "", "Reproduce with:", "", "```", cmd, "```", ""]
-    lines += [f"- {k}: {v}" for k, v in env.items()]
+    lines += [f"- {k}: {env[k]}" for k in keys]
     if sums is not None:
         lines.append(f"- checksum: {checksum_text(sums)}")
     return "\n".join(lines) + "\n"
