@@ -180,3 +180,23 @@ def test_the_leaderboard_orders_by_mean_rank_and_the_task_guide_times_only_accur
     # c is the fastest but 24% below the best at ppd64: the accurate pool there is a and b (within 1%)
     assert "a (1.000 ms)" in rows["ppd64"] and "c (" not in rows["ppd64"]
     assert "b (2.000 ms)" in rows["ppd16"]  # only b is within 1% of b
+
+
+def test_the_peer_section_judges_each_namesake_by_its_spread_and_lists_the_other_forms_of_the_method():
+    from saec.bench.leaderboard import peer_section
+
+    def seeded(method, budget, auc, seed):
+        r = _record(method, budget, auc)
+        r["cell"]["seed"] = seed
+        return r
+
+    records = [_record("full", "full", 0.86),
+               seeded("hashing:hash=permutation", "ppd1024", 0.716, 0), seeded("hashing:hash=permutation", "ppd1024", 0.726, 1),
+               seeded("hashing:hash=polynomial", "ppd1024", 0.710, 0), seeded("hashing:hash=polynomial", "ppd1024", 0.712, 1)]
+    text = peer_section(Aggregate(records))
+    # published 0.724: 0.721 with a spread of 0.010 matches; 0.711 with a spread of 0.002 does not
+    assert ("`hashing:hash=permutation` against the published hashing: ppd 256: not measured; ppd 1024: 0.7210 vs "
+            "0.724 matches or beats (2 seeds, spread 0.0100); ppd 4096: not measured.") in text
+    assert ("  - ppd 1024, the other forms of `hashing` run on this task: `hashing:hash=polynomial` 0.7110 vs 0.724 "
+            "LOSES (2 seeds, spread 0.0020).") in text
+    assert "ppd 256, the other forms" not in text  # none run there

@@ -237,6 +237,16 @@ def test_naive_hashing_mod_and_universal():
     rows = [(a * i * i + b * i + c) % PRIME % 7 for i in range(V)]
     assert torch.equal(poly(torch.arange(V)), poly.T.weight.detach()[rows])
     assert poly.nbytes() == 7 * D * 4 + 24
+    perm = make_embedding("hashing", V, D, num_buckets=7, hash="permutation", seed=5)
+    assert sorted(perm.perm.tolist()) == list(range(V)) and perm.perm.dtype == torch.int32
+    rows = perm.perm.long() % 7
+    assert torch.equal(perm(torch.arange(V)), perm.T.weight.detach()[rows])
+    loads = torch.bincount(rows, minlength=7)  # balanced: every row holds floor(V / 7) or ceil(V / 7) ids
+    assert int(loads.min()) == V // 7 and int(loads.max()) == -(-V // 7)
+    assert perm.nbytes() == 7 * D * 4 + 4 * V and perm.param_count() == 7 * D
+    again = make_embedding("hashing", V, D, num_buckets=7, hash="permutation", seed=5)
+    other = make_embedding("hashing", V, D, num_buckets=7, hash="permutation", seed=6)
+    assert torch.equal(again.perm, perm.perm) and not torch.equal(other.perm, perm.perm)
     for hash_, k in (("universal", 2), ("polynomial", 3)):  # ids near 2**31: no overflow
         big = HashEmbedding(PRIME, 2, num_buckets=3, hash=hash_, init_std=1.0)
         i = PRIME - 1

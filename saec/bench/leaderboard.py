@@ -210,16 +210,16 @@ def peer_section(agg: Aggregate) -> str:
             continue
         verdicts = []
         for p in ppds:
-            mean = agg.mean(ours, f"ppd{p}")
-            if mean is None:
-                verdicts.append(f"ppd {p}: " + ("cannot reach" if agg.reason(ours, f"ppd{p}") else "not measured"))
-                continue
-            spread = agg.spread(ours, f"ppd{p}")
-            ok = mean >= values[p] - spread
-            n = len(agg.values(ours, f"ppd{p}"))
-            seeds = f" ({n} seeds)" if n > 1 else " (one seed: no spread yet)"
-            verdicts.append(f"ppd {p}: {mean:.4f} vs {values[p]:.3f} {'matches or beats' if ok else 'LOSES'}{seeds}")
+            verdict = _peer_verdict(agg, ours, f"ppd{p}", values[p])
+            verdicts.append(f"ppd {p}: " + (verdict or ("cannot reach" if agg.reason(ours, f"ppd{p}")
+                                                         else "not measured")))
         text += f"- `{ours}` against the published {peer_row}: " + "; ".join(verdicts) + ".\n"
+        base = ours.split(":")[0]  # the other settings of the same method run here, judged alike
+        others = [m for m in agg.methods if m != ours and m.split(":")[0] == base]
+        for p in ppds:
+            seen = [f"`{m}` {v}" for m in others if (v := _peer_verdict(agg, m, f"ppd{p}", values[p]))]
+            if seen:
+                text += f"  - ppd {p}, the other forms of `{base}` run on this task: " + "; ".join(seen) + ".\n"
     text += f"\n({SPREAD_NOTE}.)\n"
     for p in (64, 16):
         ranked = agg.ranked(f"ppd{p}")
@@ -228,6 +228,18 @@ def peer_section(agg: Aggregate) -> str:
                      + (f"; best trained within the budget: `{agg.ranked(f'ppd{p}', IN_BUDGET)[0][0]}`"
                         if agg.ranked(f"ppd{p}", IN_BUDGET) else "") + ".\n")
     return text
+
+
+def _peer_verdict(agg: Aggregate, method: str, budget: str, published: float) -> str | None:
+    """``mean vs published`` and whether it matches (:data:`SPREAD_NOTE`), with the seeds and spread; None if the
+    cell has no value."""
+    mean = agg.mean(method, budget)
+    if mean is None:
+        return None
+    spread, n = agg.spread(method, budget), len(agg.values(method, budget))
+    ok = mean >= published - spread
+    seeds = f" ({n} seeds, spread {spread:.4f})" if n > 1 else " (one seed: no spread yet)"
+    return f"{mean:.4f} vs {published:.3f} {'matches or beats' if ok else 'LOSES'}{seeds}"
 
 
 def pareto_plot(agg: Aggregate, path: str | Path, kind: str) -> None:

@@ -56,11 +56,15 @@ PUBLISHED: dict[str, dict[int, float]] = {
 """Validation AUC (means of 3 seeds) published by thomasahle/cce for its MovieLens-1M GMF task, by ppd, as quoted
 in issue 13; ``PEER_NAMES`` maps them to saec's methods."""
 PEER_NAMES = {"full table": "full", "CCE": "cce", "DHE": "dhe", "TT": "tt", "ROBE": "robe",
-              "CE (compositional)": None, "hashing": "hashing:hash=polynomial", "low dimension": "low_dim"}
+              "CE (compositional)": None, "hashing": "hashing:hash=permutation", "low dimension": "low_dim"}
 """The saec method (with settings) of the same name as each published row; None: saec has no such method. The
-peer's hashing is a linear hash of raw MovieLens ids; saec's ids are ranked by frequency, which a linear hash
-(``hashing:hash=universal``, also run) maps in a lattice (:data:`saec.nn.hashing.DEGREES`), so the row of the
-peer's random hashing is saec's degree-2 one."""
+peer's hashing is a linear hash of its compact MovieLens ids (numbered in raw-id order, unrelated to frequency):
+consecutive ids spread evenly over the rows, so every row holds about as many ids, and which ids share a row has
+nothing to do with how often they occur. saec's ids are ranked by frequency, which a linear hash
+(``hashing:hash=universal``) maps in a lattice (:data:`saec.nn.hashing.DEGREES`), and a degree-2 one
+(``hashing:hash=polynomial``) spreads like a random function, whose row loads are uneven; the form with both of
+the peer's properties is the seeded permutation (``hashing:hash=permutation``). All three are run; the page lists
+them beside the row."""
 PEER_FORMS: dict[str, dict[str, Any]] = {"low_dim": {"projection": "affine"}, "dhe": {"activation": "relu"},
                                          "cce": {"columns": PEER_CHUNKS}, "robe": {"block": DIM // PEER_CHUNKS}}
 """Settings :meth:`CceGmf.method_hyper` gives these methods on this task, the peer's forms of them:
@@ -212,7 +216,7 @@ class CceGmf:
     select_split = "valid"  # the peer's protocol: the best validation AUC over the states seen
     report_split = "valid"
     budgets = ("ppd16", "ppd64", "ppd256", "ppd1024", "ppd4096", "1/2", "1/4", "1/16", "1/64", "1/256", "1/1000")
-    extra_methods = ("hashing:hash=universal", "hashing:hash=polynomial")  # seeded hashes, not saec's id mod m
+    extra_methods = ("hashing:hash=universal", "hashing:hash=polynomial", "hashing:hash=permutation")  # seeded, not id mod m
     epochs = EPOCHS
     batch = BATCH
     lr = 1e-3
