@@ -193,9 +193,9 @@ def run(cfg: ClassificationConfig, pass_command: list[str], json_path: str | Pat
                                            f"({r['train_s']:.0f} s)")
                 print(f"[{i + 1}/{len(cells)} {time.perf_counter() - sweep.start:6.0f} s] {label} x{ratio:g} "
                       f"seed {seed}: {msg}", flush=True)
+        return sweep.save()  # while the cells' one thread is set: the record's environment is theirs
     finally:
         torch.set_num_threads(threads)
-    return sweep.save()
 
 
 def complete(record: dict[str, Any]) -> dict[str, Any]:

@@ -195,9 +195,9 @@ def run(cfg: RankingConfig, pass_command: list[str], json_path: str | Path, resu
                                          f"{r['epochs']} epochs  {r['seconds']:.0f} s")
                 print(f"{time.perf_counter() - sweep.start:6.0f}s [{i + 1}/{len(cells)}] {loss} {variant} {ratio}x "
                       f"seed {seed}: {msg}", flush=True)
+        return sweep.save()  # while the cells' one thread is set: the record's environment is theirs
     finally:
         torch.set_num_threads(threads)
-    return sweep.save()
 
 
 def complete(record: dict[str, Any], cfg: RankingConfig) -> dict[str, Any]:
